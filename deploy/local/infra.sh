@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# deploy/local/infra.sh — start/stop Dockyard's local servers (no systemd, as root):
+#   dockerd    unix:///var/run/docker.sock           log: $RUN_DIR/logs/dockerd.log
+#   nats       nats-server + JetStream 127.0.0.1:${DOCKYARD_NATS_PORT:-4222},
+#              monitoring 127.0.0.1:${DOCKYARD_NATS_MONITOR_PORT:-8222}, store $RUN_DIR/nats
+#   registry   docker-registry (Distribution) 127.0.0.1:${DOCKYARD_REGISTRY_PORT:-5000},
+#              storage $RUN_DIR/registry, config generated into $RUN_DIR/registry.yml
+#   postgres   Debian cluster 15/main on 127.0.0.1:5432, role+db "dockyard" (password dockyard)
+#
+# Usage: deploy/local/infra.sh up [NAME...]|down [NAME...]|status|env
+#   up      start each server that is not already answering (a server that answers is reused
+#           and left alone by `down`); records what it started in $RUN_DIR/started/
+#   down    stop only the servers recorded as started by these scripts, then clear the records;
+#           with NAMEs (dockerd nats registry postgres) only those among them
+#   status  one line per server: up/down, and whether these scripts started it
+#   env     print `export` lines: eval "$(deploy/local/infra.sh env)"
+# Both `up` and `down` are idempotent.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+NATS_PORT=${DOCKYARD_NATS_PORT:-4222}
+NATS_MONITOR_PORT=${DOCKYARD_NATS_MONITOR_PORT:-8222}
+REGISTRY_PORT=${DOCKYARD_REGISTRY_PORT:-5000}
+PG_VERSION=15
+PG_CLUSTER=main
+PG_PORT=5432
+PG_LOG=/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log
+DOCKER_SOCK=/var/run/docker.sock
+DOCKER=(docker -H "unix://$DOCKER_SOCK")
+
+SERVERS=(dockerd nats registry postgres)
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# failed NAME LOGFILE — report a server that did not come up, with the tail of its log.
+failed() {
+  local name=$1 logf=$2
+  {
+    printf '[dockyard] ERROR: %s did not come up. Log: %s\n' "$name" "$logf"
+    if [[ -r $logf ]]; then
+      printf -- '----- last lines of %s -----\n' "$logf"
+      tail -n 20 "$logf"
+      printf -- '-----\n'
+    fi
+  } >&2
+  exit 1
+}
+
+# await NAME SECONDS CHECK... — wait for CHECK to pass; give up at once if the process we
+# started for NAME has already exited (e.g. port in use), instead of waiting out the timeout.
+await() {
+  local name=$1 secs=$2
+  shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    pid_running "$name" >/dev/null || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+need() { command -v "$1" >/dev/null || die "$1 not found; run deploy/local/install.sh first"; }
+
+# ---------------------------------------------------------------- health checks
+dockerd_up() { "${DOCKER[@]}" info >/dev/null 2>&1; }
+nats_up() { port_open 127.0.0.1 "$NATS_PORT"; }
+nats_healthy() { curl -fsS -m 2 "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" >/dev/null 2>&1; }
+registry_up() { curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/v2/" 2>/dev/null; }
+postgres_up() {
+  if command -v pg_isready >/dev/null; then
+    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2
+  else
+    port_open 127.0.0.1 "$PG_PORT"
+  fi
+}
+
+# If a record says we started NAME but the pid we recorded is gone, whoever answers now is
+# not ours (e.g. the machine restarted and someone else started it): forget the record.
+forget_if_not_ours() {
+  local name=$1
+  if started_by_us "$name" && ! pid_running "$name" >/dev/null; then
+    log "$name: record says we started it, but our process is gone; forgetting the record"
+    clear_started "$name"
+    rm -f "$(pid_file "$name")"
+  fi
+}
+
+# ---------------------------------------------------------------- dockerd
+up_dockerd() {
+  if dockerd_up; then
+    forget_if_not_ours dockerd
+    log "dockerd: already answering on $DOCKER_SOCK, reusing"
+    return
+  fi
+  need dockerd
+  if pid_running dockerd >/dev/null; then
+    log "dockerd: our dockerd is still starting, waiting"
+  else
+    log "dockerd: starting"
+    start_bg dockerd dockerd --host "unix://$DOCKER_SOCK"
+    mark_started dockerd
+  fi
+  await dockerd 60 dockerd_up || failed dockerd "$LOG_DIR/dockerd.log"
+  log "dockerd: up"
+}
+
+down_dockerd() {
+  if ! started_by_us dockerd; then
+    return
+  fi
+  if dockerd_up; then
+    local ids
+    ids=$("${DOCKER[@]}" ps -q --filter label=dockyard.test || true)
+    if [[ -n $ids ]]; then
+      log "dockerd: stopping running containers labelled dockyard.test"
+      # shellcheck disable=SC2086 # one id per word
+      "${DOCKER[@]}" stop -t 5 $ids >/dev/null || warn "some dockyard.test containers did not stop"
+    fi
+  fi
+  stop_pid dockerd 60 || die "dockerd did not stop; see $LOG_DIR/dockerd.log"
+  clear_started dockerd
+}
+
+# ---------------------------------------------------------------- nats
+write_nats_conf() {
+  mkdir -p "$RUN_DIR/nats"
+  cat >"$RUN_DIR/nats.conf" <<EOF
+# generated by deploy/local/infra.sh — edits are overwritten
+server_name: dockyard-local
+listen: "127.0.0.1:$NATS_PORT"
+http: "127.0.0.1:$NATS_MONITOR_PORT"
+jetstream {
+  store_dir: "$RUN_DIR/nats"
+}
+EOF
+}
+
+up_nats() {
+  if nats_up; then
+    forget_if_not_ours nats
+    log "nats: already answering on 127.0.0.1:$NATS_PORT, reusing"
+    nats_healthy || warn "nats: monitoring port 127.0.0.1:$NATS_MONITOR_PORT does not answer (JetStream unknown)"
+    return
+  fi
+  need nats-server
+  write_nats_conf
+  log "nats: starting (JetStream, store $RUN_DIR/nats)"
+  start_bg nats nats-server -c "$RUN_DIR/nats.conf"
+  mark_started nats
+  await nats 20 nats_up || failed nats "$LOG_DIR/nats.log"
+  await nats 20 nats_healthy || failed "nats (monitoring/JetStream health on :$NATS_MONITOR_PORT)" "$LOG_DIR/nats.log"
+  log "nats: up"
+}
+
+down_nats() {
+  started_by_us nats || return 0
+  stop_pid nats 20 || die "nats-server did not stop; see $LOG_DIR/nats.log"
+  clear_started nats
+}
+
+# ---------------------------------------------------------------- registry
+write_registry_conf() {
+  mkdir -p "$RUN_DIR/registry"
+  cat >"$RUN_DIR/registry.yml" <<EOF
+# generated by deploy/local/infra.sh — edits are overwritten
+version: 0.1
+log:
+  level: info
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: $RUN_DIR/registry
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+EOF
+}
+
+up_registry() {
+  if registry_up; then
+    forget_if_not_ours registry
+    log "registry: already answering on 127.0.0.1:$REGISTRY_PORT, reusing"
+    return
+  fi
+  if port_open 127.0.0.1 "$REGISTRY_PORT"; then
+    die "registry: port 127.0.0.1:$REGISTRY_PORT is taken by something that is not an OCI registry (GET /v2/ fails)"
+  fi
+  need docker-registry
+  write_registry_conf
+  log "registry: starting (storage $RUN_DIR/registry)"
+  start_bg registry docker-registry serve "$RUN_DIR/registry.yml"
+  mark_started registry
+  await registry 20 registry_up || failed registry "$LOG_DIR/registry.log"
+  log "registry: up"
+}
+
+down_registry() {
+  started_by_us registry || return 0
+  stop_pid registry 20 || die "docker-registry did not stop; see $LOG_DIR/registry.log"
+  clear_started registry
+}
+
+# ---------------------------------------------------------------- postgres
+# psql as the postgres superuser over the local socket (peer auth); cd / avoids
+# "could not change directory to /root" noise.
+pg_super() { (cd / && su postgres -c "psql -X -q -v ON_ERROR_STOP=1 -d postgres"); }
+
+ensure_pg_role_db() {
+  pg_super <<'SQL' >/dev/null
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dockyard') THEN
+    CREATE ROLE dockyard LOGIN CREATEDB PASSWORD 'dockyard';
+  ELSE
+    ALTER ROLE dockyard LOGIN CREATEDB PASSWORD 'dockyard';
+  END IF;
+END
+$$;
+SELECT 'CREATE DATABASE dockyard OWNER dockyard'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'dockyard')\gexec
+ALTER DATABASE dockyard OWNER TO dockyard;
+SQL
+}
+
+up_postgres() {
+  if postgres_up; then
+    log "postgres: already answering on 127.0.0.1:$PG_PORT, reusing"
+  else
+    need pg_ctlcluster
+    if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { f = 1 } END { exit !f }'; then
+      log "postgres: cluster $PG_VERSION/$PG_CLUSTER missing, creating it"
+      pg_createcluster --port "$PG_PORT" "$PG_VERSION" "$PG_CLUSTER" >&2
+    fi
+    log "postgres: starting cluster $PG_VERSION/$PG_CLUSTER"
+    mark_started postgres
+    # The postmaster must not inherit (and so hold) the with_lock fd or a caller's pipe.
+    (exec_closing_fds pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start) || failed postgres "$PG_LOG"
+    wait_for -t 60 postgres_up || failed postgres "$PG_LOG"
+    log "postgres: up"
+  fi
+  ensure_pg_role_db || die "postgres: could not create role/database dockyard (as user postgres via local socket); see $PG_LOG"
+  log "postgres: role and database dockyard ready"
+}
+
+down_postgres() {
+  started_by_us postgres || return 0
+  if pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c && $4 == "online" { f = 1 } END { exit !f }'; then
+    log "stopping postgres cluster $PG_VERSION/$PG_CLUSTER"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop || die "postgres did not stop; see $PG_LOG"
+  fi
+  clear_started postgres
+}
+
+# ---------------------------------------------------------------- commands
+cmd_up() {
+  [[ $(id -u) -eq 0 ]] || die "infra.sh up must run as root"
+  with_lock infra
+  local t0=$SECONDS s
+  # `up` starts every server; `up NAME...` only those (make up skips postgres without DATABASE_URL).
+  local wanted=("${SERVERS[@]}")
+  (($#)) && wanted=("$@")
+  for s in "${wanted[@]}"; do
+    [[ " ${SERVERS[*]} " == *" $s "* ]] || die "unknown server $s (one of: ${SERVERS[*]})"
+    "up_$s"
+  done
+  log "all servers up in $((SECONDS - t0))s — eval \"\$($DOCKYARD_LOCAL_DIR/infra.sh env)\""
+}
+
+# cmd_down [NAME...] — default: every server; stops in reverse start order.
+cmd_down() {
+  local s n any=0 want=("${SERVERS[@]}")
+  if (($#)); then
+    for n in "$@"; do
+      [[ " ${SERVERS[*]} " == *" $n "* ]] || die "down: unknown server '$n' (known: ${SERVERS[*]})"
+    done
+    want=("$@")
+  fi
+  with_lock infra
+  for s in "${want[@]}"; do started_by_us "$s" && any=1; done
+  ((any)) || log "nothing to stop: no server among (${want[*]}) was started by these scripts"
+  for s in postgres registry nats dockerd; do
+    [[ " ${want[*]} " == *" $s "* ]] && "down_$s"
+  done
+  return 0
+}
+
+cmd_status() {
+  local s state ours where pid
+  for s in "${SERVERS[@]}"; do
+    case $s in
+      dockerd) where="unix://$DOCKER_SOCK" ;;
+      nats) where="nats://127.0.0.1:$NATS_PORT (monitor :$NATS_MONITOR_PORT)" ;;
+      registry) where="http://127.0.0.1:$REGISTRY_PORT" ;;
+      postgres) where="postgresql://127.0.0.1:$PG_PORT ($PG_VERSION/$PG_CLUSTER)" ;;
+    esac
+    if "${s}_up"; then state=up; else state=down; fi
+    if started_by_us "$s"; then
+      ours="started by infra.sh"
+      if pid=$(pid_running "$s" 2>/dev/null); then ours+=" (pid $pid)"; fi
+    else
+      ours="not started by infra.sh"
+    fi
+    printf '%-9s %-5s %-52s %s\n' "$s" "$state" "$where" "$ours"
+  done
+}
+
+cmd_env() {
+  cat <<EOF
+export DATABASE_URL=postgresql://dockyard:dockyard@127.0.0.1:$PG_PORT/dockyard
+export DOCKYARD_NATS_URL=nats://127.0.0.1:$NATS_PORT
+export DOCKER_HOST=unix://$DOCKER_SOCK
+export DOCKYARD_REGISTRY=127.0.0.1:$REGISTRY_PORT
+EOF
+}
+
+case ${1:-} in
+  up)
+    shift
+    cmd_up "$@"
+    ;;
+  down)
+    shift
+    cmd_down "$@"
+    ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  -h | --help | help) usage ;;
+  *) usage ;;
+esac

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# deploy/local/test.sh — `make test`: start the real servers the tests need (reusing any that
+# already answer), check types and contracts, run every jest test, then stop what it started.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+before=$(ls "$RUN_DIR/started" 2>/dev/null || true)
+cleanup() {
+  # Stop only the servers this run started; ones that were up before stay up.
+  for name in $(ls "$RUN_DIR/started" 2>/dev/null || true); do
+    if ! grep -qx "$name" <<<"$before"; then stop_list+=("$name"); fi
+  done
+  if ((${#stop_list[@]})); then deploy/local/infra.sh down "${stop_list[@]}" || true; fi
+}
+stop_list=()
+trap cleanup EXIT
+
+deploy/local/infra.sh up
+deploy/local/images.sh busybox
+eval "$(deploy/local/infra.sh env)"
+
+log "type check and contract check"
+pnpm exec tsc -p tsconfig.json
+pnpm --filter @dockyard/contracts run check
+
+log "jest: unit and integration tests"
+NODE_OPTIONS=--experimental-vm-modules pnpm exec jest "$@"

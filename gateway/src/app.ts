@@ -1,0 +1,135 @@
+import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from 'fastify';
+import fastifyJwt from '@fastify/jwt';
+import rateLimit from '@fastify/rate-limit';
+import { request as httpRequest } from 'undici';
+import { SERVICE_NAMES, type Credential, type IdentityResolveReply } from '@dockyard/contracts';
+import {
+  HttpError,
+  Subjects,
+  connectNats,
+  createApp,
+  identitySigner,
+  json,
+  request as natsRequest,
+  unauthorized,
+  type NatsConnection,
+} from '@dockyard/kit';
+import type { GatewayConfig } from './config.js';
+import { parseCredential } from './credentials.js';
+import { CredentialResolver, type Resolved } from './resolver.js';
+import { ROUTES } from './routes-table.js';
+import { serviceProxy } from './proxy.js';
+import { docsPlugin } from './docs.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Resolved;
+  }
+}
+
+const INTERNAL_TOKEN_TTL_MS = 60_000;
+
+export interface Gateway {
+  app: FastifyInstance;
+  resolver: CredentialResolver;
+}
+
+/**
+ * The only public port: resolves every credential scheme once (cached), forwards a short-lived
+ * internal identity token, routes public paths to services, limits rates, serves docs and health.
+ */
+export async function buildGateway(config: GatewayConfig, fastify?: Partial<FastifyServerOptions>): Promise<Gateway> {
+  const app = createApp({
+    service: 'gateway',
+    logLevel: config.DOCKYARD_LOG_LEVEL,
+    fastify: { disableRequestLogging: true, ...fastify },
+  });
+  const subjects = new Subjects(config.DOCKYARD_NATS_PREFIX);
+  const nc: NatsConnection = await connectNats(config.DOCKYARD_NATS_URL, 'gateway');
+  app.addHook('onClose', async () => {
+    if (!nc.isClosed()) await nc.drain();
+  });
+  app.readiness.set('nats', async () => nc.flush());
+
+  const resolver = new CredentialResolver({
+    ttlMs: config.DOCKYARD_AUTH_CACHE_MS,
+    tokenTtlMs: INTERNAL_TOKEN_TTL_MS,
+    sign: identitySigner(config.DOCKYARD_INTERNAL_SECRET, INTERNAL_TOKEN_TTL_MS),
+    lookup: (credential: Credential) =>
+      natsRequest<{ credential: Credential }, IdentityResolveReply>(nc, subjects.of('identity.resolve'), { credential }, 5000).catch((err) => {
+        throw Object.assign(new Error(`Identity service unavailable: ${(err as Error).message}`), { statusCode: 503 });
+      }),
+  });
+
+  // A revoked token stops working at once on every gateway, not after the cache expires.
+  const revoked = nc.subscribe(subjects.of('events.permissions.token.revoked'));
+  void (async () => {
+    for await (const msg of revoked) resolver.forget(`token:${json.decode<{ tokenHash: string }>(msg.data).tokenHash}`);
+  })();
+
+  const jwtKey = config.DOCKYARD_JWT_PUBLIC_KEY ?? config.DOCKYARD_JWT_SECRET;
+  if (jwtKey) await app.register(fastifyJwt, { secret: jwtKey, verify: { cache: true } });
+  const verifyJwt = (token: string): string => {
+    if (!jwtKey) throw unauthorized('JWT bearer tokens are not accepted here (no DOCKYARD_JWT_SECRET or DOCKYARD_JWT_PUBLIC_KEY)');
+    let claims: { sub?: string; preferred_username?: string };
+    try {
+      claims = app.jwt.verify(token);
+    } catch (err) {
+      throw unauthorized(`Invalid JWT: ${(err as Error).message}`);
+    }
+    const subject = claims.preferred_username ?? claims.sub;
+    if (!subject) throw unauthorized('Invalid JWT: no sub or preferred_username claim');
+    return subject;
+  };
+
+  app.decorateRequest('caller', null as unknown as Resolved);
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    const parsed = parseCredential(request.headers.authorization, request.headers.cookie);
+    if (parsed.kind === 'anonymous') request.caller = resolver.anonymousIdentity();
+    else if (parsed.kind === 'jwt') request.caller = await resolver.resolve({ scheme: 'jwt', subject: verifyJwt(parsed.token) });
+    else request.caller = await resolver.resolve(parsed.credential);
+  });
+
+  if (config.DOCKYARD_RATE_LIMIT > 0) {
+    await app.register(rateLimit, {
+      max: config.DOCKYARD_RATE_LIMIT,
+      timeWindow: 60_000,
+      hook: 'preHandler',
+      keyGenerator: (request) => request.caller?.identity.id ?? `ip:${request.ip}`,
+      allowList: (request) => request.routeOptions.config?.public === true,
+      errorResponseBuilder: (_req, ctx) => new HttpError(429, `Rate limit exceeded: at most ${ctx.max} requests per minute; retry in ${ctx.after}`),
+    });
+  }
+
+  if (config.DOCKYARD_ACCESS_LOG) {
+    app.addHook('onResponse', async (request, reply) => {
+      request.log.info({ method: request.method, url: request.url, status: reply.statusCode, user: request.caller?.identity.login ?? null, ms: Math.round(reply.elapsedTime) }, 'request');
+    });
+  }
+
+  for (const service of SERVICE_NAMES) {
+    await app.register(serviceProxy, {
+      upstreams: config.upstreams[service],
+      prefixes: ROUTES[service],
+      identityToken: (request) => request.caller.token,
+    });
+  }
+  await app.register(docsPlugin);
+
+  // The gateway is ready when NATS answers and every service reports ready.
+  for (const service of SERVICE_NAMES) {
+    app.readiness.set(service, async () => {
+      await Promise.all(
+        config.upstreams[service].map(async (base) => {
+          const res = await httpRequest(new URL('/readyz', base), { headersTimeout: 2500, bodyTimeout: 2500 });
+          const body = (await res.body.json().catch(() => ({}))) as { checks?: Record<string, { ok: boolean; error?: string }> };
+          if (res.statusCode !== 200) {
+            const failing = Object.entries(body.checks ?? {}).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.error}`);
+            throw new Error(`${base} not ready${failing.length ? ` (${failing.join('; ')})` : ` (HTTP ${res.statusCode})`}`);
+          }
+        }),
+      );
+    });
+  }
+  return { app, resolver };
+}

@@ -1,0 +1,84 @@
+/**
+ * The NATS subject catalog: every subject Dockyard uses, its payload, who publishes and who
+ * consumes. Wire subjects get the deployment's DOCKYARD_NATS_PREFIX in front (kit `Subjects`).
+ */
+
+/** A credential as the gateway saw it, sent to the permissions service to resolve. */
+export type Credential =
+  | { scheme: 'token'; token: string }
+  | { scheme: 'basic'; login: string; password: string }
+  | { scheme: 'session'; session: string }
+  | { scheme: 'jwt'; subject: string };
+
+/** The identity a credential resolved to (null when it matched no one). */
+export interface ResolvedIdentity {
+  id: string;
+  login: string;
+  admin: boolean;
+  approved: boolean;
+  groups: string[];
+  roles: string[];
+}
+
+export interface IdentityResolveRequest {
+  credential: Credential;
+}
+export type IdentityResolveReply = { identity: ResolvedIdentity } | { identity: null; reason: string };
+
+export type PermissionLevel = 'READ' | 'WRITE' | 'READ_ACP' | 'WRITE_ACP' | 'FULL_CONTROL';
+export interface PermissionsCheckRequest {
+  identity: { id: string | null; login: string | null; admin: boolean; groups: string[] };
+  action: PermissionLevel;
+  resource: { type: 'namespace' | 'repository' | 'object'; name: string; owner?: string };
+}
+export interface PermissionsCheckReply {
+  allowed: boolean;
+}
+
+interface SubjectInfo {
+  kind: 'request' | 'event' | 'work' | 'log';
+  publishers: string[];
+  consumers: string[];
+  description: string;
+}
+
+/** Request/reply subjects and their payload types. */
+export interface RequestSubjects {
+  'identity.resolve': { request: IdentityResolveRequest; reply: IdentityResolveReply };
+  'permissions.check': { request: PermissionsCheckRequest; reply: PermissionsCheckReply };
+}
+
+export const SUBJECTS = {
+  'identity.resolve': {
+    kind: 'request',
+    publishers: ['gateway'],
+    consumers: ['permissions'],
+    description: 'Resolve a credential (token, password, session, JWT subject) to an identity.',
+  },
+  'permissions.check': {
+    kind: 'request',
+    publishers: ['registry', 'build', 'execution', 'source-cache', 'process'],
+    consumers: ['permissions'],
+    description: 'May this identity perform this action on this resource?',
+  },
+  'events.permissions.user.registered': {
+    kind: 'event',
+    publishers: ['permissions'],
+    consumers: [],
+    description: 'A Kabuto account was registered (payload UserRegistered in openapi/events.yaml).',
+  },
+  'events.permissions.user.confirmed': {
+    kind: 'event',
+    publishers: ['permissions'],
+    consumers: [],
+    description: 'A registered account was confirmed (payload UserConfirmed).',
+  },
+  'events.permissions.token.revoked': {
+    kind: 'event',
+    publishers: ['permissions'],
+    consumers: ['gateway'],
+    description: 'An API token was revoked; gateways drop it from their credential cache (payload TokenRevoked).',
+  },
+} as const satisfies Record<string, SubjectInfo>;
+
+export type SubjectName = keyof typeof SUBJECTS;

@@ -1,0 +1,68 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type FastifyError } from 'fastify';
+import formbody from '@fastify/formbody';
+import { HttpError } from './errors.js';
+import { formatValidationErrors } from './validation.js';
+import { healthPlugin, type ReadinessCheck } from './health.js';
+import { metricsPlugin } from './metrics.js';
+
+export interface AppOptions {
+  /** Service name, used in logs and metrics. */
+  service: string;
+  logLevel?: string;
+  /** Largest request body a JSON/form parser accepts (streams and multipart set their own). */
+  bodyLimit?: number;
+  /** Extra Fastify options, e.g. a test logger. */
+  fastify?: Partial<FastifyServerOptions>;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Skip the internal identity check (health, metrics). */
+    public?: boolean;
+  }
+}
+
+/**
+ * The Fastify instance every service and the gateway start from: request ids (taken from
+ * `x-request-id` when a trusted hop set one), pino logging, the `{"error": "..."}` error body the
+ * four original APIs use, a 404 in that shape, form bodies, /healthz, /readyz and /metrics.
+ */
+export function createApp(opts: AppOptions): FastifyInstance {
+  const app = Fastify({
+    logger: { level: opts.logLevel ?? 'info', base: { service: opts.service } },
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    ajv: { customOptions: { strict: false, removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    schemaErrorFormatter: formatValidationErrors,
+    routerOptions: { ignoreTrailingSlash: true },
+    ...opts.fastify,
+  });
+
+  // Every answer names its request and the service that produced it (useful behind the gateway).
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    if (!reply.hasHeader('x-dockyard-service')) reply.header('x-dockyard-service', opts.service);
+  });
+
+  app.setErrorHandler((err: FastifyError | HttpError, request, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500) {
+      request.log.error({ err }, 'request failed');
+      return reply.status(status).send({ error: 'Internal server error' });
+    }
+    let message = err.message;
+    if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') message = 'Request body is too large';
+    else if ((err as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = `Unsupported content type: ${request.headers['content-type'] ?? 'none'}`;
+    return reply.status(status).send({ error: message });
+  });
+
+  app.setNotFoundHandler((_request, reply) => reply.status(404).send({ error: 'The requested resource was not found' }));
+
+  app.decorate('readiness', new Map<string, ReadinessCheck>());
+  void app.register(formbody, { bodyLimit: opts.bodyLimit ?? 1024 * 1024 });
+  void app.register(healthPlugin);
+  void app.register(metricsPlugin, { service: opts.service });
+  return app;
+}

@@ -1,0 +1,37 @@
+import path from 'node:path';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { createApp } from './app.js';
+import { serviceDataDir, type BaseConfig } from './config.js';
+import type { DriverAdapter, PrismaLike } from './database.js';
+import { blobPlugin, databasePlugin, identityPlugin, natsPlugin } from './plugins.js';
+
+export interface ServiceOptions<C extends PrismaLike> {
+  service: string;
+  config: BaseConfig;
+  /** The service's `prisma/migrations` folder. */
+  migrationsDir: string;
+  createClient: (adapter: DriverAdapter) => C;
+  bodyLimit?: number;
+  fastify?: Partial<FastifyServerOptions>;
+}
+
+/**
+ * A service's Fastify instance with its infrastructure attached: identity check, database
+ * (migrated), NATS + events, blob store. The service then registers its routes and workers.
+ */
+export async function createService<C extends PrismaLike>(opts: ServiceOptions<C>): Promise<FastifyInstance> {
+  const { config, service } = opts;
+  const dataDir = serviceDataDir(config, service);
+  const app = createApp({ service, logLevel: config.DOCKYARD_LOG_LEVEL, bodyLimit: opts.bodyLimit, fastify: opts.fastify });
+  await app.register(identityPlugin, { secret: config.DOCKYARD_INTERNAL_SECRET });
+  await app.register(databasePlugin, {
+    url: config.DATABASE_URL,
+    schema: config.DOCKYARD_DB_SCHEMA ?? service.replace(/-/g, '_'),
+    dataDir: path.join(dataDir, 'db'),
+    migrationsDir: opts.migrationsDir,
+    createClient: opts.createClient as (adapter: DriverAdapter) => PrismaLike,
+  });
+  await app.register(natsPlugin, { servers: config.DOCKYARD_NATS_URL, prefix: config.DOCKYARD_NATS_PREFIX, name: service });
+  await app.register(blobPlugin, { root: config.DOCKYARD_BLOB_DIR ?? path.join(dataDir, 'blobs') });
+  return app;
+}

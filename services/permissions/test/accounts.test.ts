@@ -1,0 +1,142 @@
+import { ANONYMOUS, IDENTITY_HEADER, identitySigner, request, type Identity } from '@dockyard/kit';
+import { testEnv, type TestEnv } from '@dockyard/kit/testing';
+import type { IdentityResolveReply } from '@dockyard/contracts';
+import type { FastifyInstance } from 'fastify';
+import { buildPermissionsApp } from '../src/app.js';
+import { loadPermissionsConfig } from '../src/config.js';
+
+describe('permissions service: accounts, sessions, tokens (real PostgreSQL and NATS)', () => {
+  let env: TestEnv;
+  let app: FastifyInstance;
+  let sign: (identity: Identity) => string;
+  let adminToken: string | null;
+
+  const resolve = (credential: object) => request<object, IdentityResolveReply>(app.nats, app.subjects.of('identity.resolve'), { credential });
+  const as = (identity: Identity) => ({ [IDENTITY_HEADER]: sign(identity) });
+  const anonymous = () => as(ANONYMOUS);
+  // What `curl -d` and Python requests' `data=` send.
+  const form = () => ({ ...anonymous(), 'content-type': 'application/x-www-form-urlencoded' });
+  async function identityOf(credential: object): Promise<Identity> {
+    const reply = await resolve(credential);
+    if (!reply.identity) throw new Error(reply.reason);
+    return reply.identity;
+  }
+
+  beforeAll(async () => {
+    env = testEnv();
+    const config = loadPermissionsConfig(env.serviceEnv('permissions', { DOCKYARD_SEED_TEST_USERS: '1' }));
+    ({ app, newAdminToken: adminToken } = await buildPermissionsApp(config));
+    await app.ready();
+    sign = identitySigner(config.DOCKYARD_INTERNAL_SECRET);
+  });
+  afterAll(async () => {
+    await app.close();
+    await env.cleanup();
+  });
+
+  it('creates an admin on first start and prints its token once', async () => {
+    expect(adminToken).toMatch(/^dky_/);
+    const admin = await identityOf({ scheme: 'token', token: adminToken });
+    expect(admin).toMatchObject({ login: 'admin', admin: true, approved: true });
+  });
+
+  it("seeds ECR's fixed test identities", async () => {
+    expect(await identityOf({ scheme: 'token', token: 'testuser_token' })).toMatchObject({ login: 'testuser', admin: false, approved: true });
+    expect(await identityOf({ scheme: 'token', token: 'notapproved_token' })).toMatchObject({ login: 'notapproved', approved: false });
+    expect(await identityOf({ scheme: 'token', token: 'admin_token' })).toMatchObject({ admin: true });
+    expect(await resolve({ scheme: 'token', token: 'nobody_token' })).toEqual({ identity: null, reason: 'Token not found' });
+  });
+
+  it('registers, confirms, logs in with a session cookie and logs out (Kabuto)', async () => {
+    const reg = await app.inject({ method: 'POST', url: '/register', headers: form(), payload: 'login=me&password=SecreT&email=me%40example.com' });
+    expect(reg.statusCode).toBe(200);
+    const { status, token } = reg.json();
+    expect(status).toBe('success');
+
+    const early = await app.inject({ method: 'POST', url: '/login', headers: anonymous(), payload: { login: 'me', password: 'SecreT' } });
+    expect(early.statusCode).toBe(403);
+    expect(early.json()).toEqual({ error: 'Account me is not confirmed' });
+
+    const wrongConfirm = await app.inject({ url: '/register/confirm/me/not-the-token', headers: anonymous() });
+    expect(wrongConfirm.statusCode).toBe(404);
+    expect(wrongConfirm.json()).toEqual({ error: 'user or token not found', registration: 'user or token not found' });
+    const confirm = await app.inject({ url: `/register/confirm/me/${token}`, headers: anonymous() });
+    expect(confirm.json()).toEqual({ registration: 'success' });
+
+    const wrong = await app.inject({ method: 'POST', url: '/login', headers: form(), payload: 'login=me&password=nope' });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json()).toEqual({ error: 'Wrong login or password' });
+    const unknown = await app.inject({ method: 'POST', url: '/login', headers: form(), payload: 'login=ghost&password=nope' });
+    expect(unknown.json()).toEqual({ error: 'Wrong login or password' });
+
+    const login = await app.inject({ method: 'POST', url: '/login', headers: form(), payload: 'login=me&password=SecreT' });
+    expect(login.statusCode).toBe(200);
+    expect(login.json()).toEqual({ login: 'success' });
+    const cookie = String(login.headers['set-cookie']);
+    expect(cookie).toMatch(/^session=[^;]+; Path=\/; Expires=.*; HttpOnly; SameSite=Lax$/);
+    const session = /^session=([^;]+)/.exec(cookie)![1];
+    expect(await identityOf({ scheme: 'session', session })).toMatchObject({ login: 'me', admin: false, approved: false });
+    expect(await identityOf({ scheme: 'basic', login: 'me', password: 'SecreT' })).toMatchObject({ login: 'me' });
+    expect(await resolve({ scheme: 'basic', login: 'me', password: 'bad' })).toEqual({ identity: null, reason: 'Wrong login or password' });
+
+    const logout = await app.inject({ method: 'POST', url: '/logout', headers: { ...anonymous(), cookie: `session=${session}` } });
+    expect(logout.json()).toEqual({ logout: 'success' });
+    expect(String(logout.headers['set-cookie'])).toContain('Expires=Thu, 01 Jan 1970');
+    expect(await resolve({ scheme: 'session', session })).toEqual({ identity: null, reason: 'Session expired or unknown' });
+  });
+
+  it('refuses a duplicate login and names a bad field', async () => {
+    const first = await app.inject({ method: 'POST', url: '/register', headers: anonymous(), payload: { login: 'dup', password: 'pw12', email: 'd@example.com' } });
+    expect(first.statusCode).toBe(200);
+    const again = await app.inject({ method: 'POST', url: '/register', headers: anonymous(), payload: { login: 'dup', password: 'pw12', email: 'd@example.com' } });
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toEqual({ error: 'Login dup is already taken' });
+    const noEmail = await app.inject({ method: 'POST', url: '/register', headers: anonymous(), payload: { login: 'x', password: 'pw12' } });
+    expect(noEmail.statusCode).toBe(400);
+    expect(noEmail.json().error).toMatch(/email/);
+  });
+
+  it('creates, lists and revokes API tokens; a revoked token no longer resolves', async () => {
+    const testuser = await identityOf({ scheme: 'token', token: 'testuser_token' });
+    const created = await app.inject({ method: 'POST', url: '/auth/tokens', headers: as(testuser), payload: { name: 'laptop' } });
+    expect(created.statusCode).toBe(201);
+    const { token, id, prefix } = created.json();
+    expect(token.startsWith(prefix)).toBe(true);
+    expect(await identityOf({ scheme: 'token', token })).toMatchObject({ login: 'testuser' });
+
+    const list = await app.inject({ url: '/auth/tokens', headers: as(testuser) });
+    const listed = list.json().find((t: { id: string }) => t.id === id);
+    expect(listed).toMatchObject({ name: 'laptop', login: 'testuser', revokedAt: null });
+    expect(listed.token).toBeUndefined();
+    expect(JSON.stringify(list.json())).not.toContain(token);
+
+    const other = await identityOf({ scheme: 'token', token: 'testuser2_token' });
+    expect((await app.inject({ method: 'DELETE', url: `/auth/tokens/${id}`, headers: as(other) })).statusCode).toBe(404);
+    expect((await app.inject({ url: '/auth/tokens?login=testuser', headers: as(other) })).statusCode).toBe(403);
+
+    const revoked = await app.inject({ method: 'DELETE', url: `/auth/tokens/${id}`, headers: as(testuser) });
+    expect(revoked.statusCode).toBe(200);
+    expect(revoked.json().revokedAt).toEqual(expect.any(String));
+    expect(await resolve({ scheme: 'token', token })).toEqual({ identity: null, reason: 'Token not found' });
+  });
+
+  it('keeps user and group administration to admins, and groups appear in identities', async () => {
+    const admin = await identityOf({ scheme: 'token', token: 'admin_token' });
+    const testuser = await identityOf({ scheme: 'token', token: 'testuser_token' });
+    expect((await app.inject({ url: '/auth/users', headers: as(testuser) })).statusCode).toBe(403);
+    expect((await app.inject({ url: '/auth/users', headers: anonymous() })).statusCode).toBe(401);
+    const users = await app.inject({ url: '/auth/users', headers: as(admin) });
+    expect(users.json().map((u: { login: string }) => u.login)).toEqual(expect.arrayContaining(['admin', 'testuser', 'notapproved']));
+
+    expect((await app.inject({ method: 'POST', url: '/auth/groups', headers: as(admin), payload: { name: 'sage-devs' } })).statusCode).toBe(201);
+    const added = await app.inject({ method: 'PUT', url: '/auth/groups/sage-devs/members/testuser', headers: as(admin) });
+    expect(added.json()).toEqual({ name: 'sage-devs', members: ['testuser'] });
+    expect((await identityOf({ scheme: 'token', token: 'testuser_token' })).groups).toEqual(['sage-devs']);
+
+    const approve = await app.inject({ method: 'PATCH', url: '/auth/users/notapproved', headers: as(testuser), payload: { approved: true } });
+    expect(approve.statusCode).toBe(403);
+    const disabled = await app.inject({ method: 'PATCH', url: '/auth/users/testuser2', headers: as(admin), payload: { disabled: true } });
+    expect(disabled.json()).toMatchObject({ login: 'testuser2', disabled: true });
+    expect(await resolve({ scheme: 'token', token: 'testuser2_token' })).toEqual({ identity: null, reason: 'Account testuser2 is disabled' });
+  });
+});

@@ -42,7 +42,8 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
   const app = createApp({
     service: 'gateway',
     logLevel: config.DOCKYARD_LOG_LEVEL,
-    fastify: { disableRequestLogging: true, ...fastify },
+    requestLogging: false,
+    fastify,
   });
   const subjects = new Subjects(config.DOCKYARD_NATS_PREFIX);
   const nc: NatsConnection = await connectNats(config.DOCKYARD_NATS_URL, 'gateway');
@@ -109,6 +110,7 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
 
   for (const service of SERVICE_NAMES) {
     await app.register(serviceProxy, {
+      service,
       upstreams: config.upstreams[service],
       prefixes: ROUTES[service],
       identityToken: (request) => request.caller.token,

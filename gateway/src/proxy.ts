@@ -4,6 +4,7 @@ import { IDENTITY_HEADER } from '@dockyard/kit';
 import type { IncomingHttpHeaders } from 'node:http';
 
 interface ProxyOptions {
+  service: string;
   upstreams: string[];
   prefixes: string[];
   /** The internal identity token to forward for this request. */
@@ -32,8 +33,8 @@ export const serviceProxy: FastifyPluginAsync<ProxyOptions> = async (app: Fastif
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
-  const handler = (request: FastifyRequest, reply: FastifyReply) =>
-    reply.from(request.url, {
+  const forward = (request: FastifyRequest, reply: FastifyReply, url: string) =>
+    reply.from(url, {
       rewriteRequestHeaders: (_req, headers: IncomingHttpHeaders) => {
         const out: IncomingHttpHeaders = { ...headers };
         for (const h of STRIPPED) delete out[h];
@@ -42,6 +43,9 @@ export const serviceProxy: FastifyPluginAsync<ProxyOptions> = async (app: Fastif
         return out;
       },
     });
+  const handler = (request: FastifyRequest, reply: FastifyReply) => forward(request, reply, request.url);
+  // The service's liveness through the public port, on the same path every call takes.
+  app.get(`/healthz/${opts.service}`, (request, reply) => forward(request, reply, '/healthz'));
   for (const prefix of opts.prefixes) {
     app.route({ method: [...METHODS], url: prefix, handler });
     app.route({ method: [...METHODS], url: `${prefix}/*`, handler });

@@ -47,6 +47,13 @@ describe('gateway (real services, PostgreSQL and NATS)', () => {
     }
   });
 
+  it.each(Object.keys(ROUTES))('forwards /healthz/%s to that service', async (service) => {
+    const res = await get(`/healthz/${service}`, { authorization: 'sage testuser_token' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok' });
+    expect(res.headers['x-dockyard-service']).toBe(service);
+  });
+
   it('answers unrouted paths itself with a 404 in the {"error"} shape', async () => {
     const res = await get('/appsx');
     expect(res.statusCode).toBe(404);

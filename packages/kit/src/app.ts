@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyError } from 'fastify';
 import formbody from '@fastify/formbody';
 import { HttpError } from './errors.js';
 import { formatValidationErrors } from './validation.js';
@@ -12,6 +12,8 @@ export interface AppOptions {
   logLevel?: string;
   /** Largest request body a JSON/form parser accepts (streams and multipart set their own). */
   bodyLimit?: number;
+  /** Log each request's start and end (default true); the gateway logs one access line instead. */
+  requestLogging?: boolean;
   /** Extra Fastify options, e.g. a test logger. */
   fastify?: Partial<FastifyServerOptions>;
 }
@@ -37,6 +39,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
     ajv: { customOptions: { strict: false, removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaErrorFormatter: formatValidationErrors,
     routerOptions: { ignoreTrailingSlash: true },
+    logController: new LogController({ disableRequestLogging: opts.requestLogging === false }),
     ...opts.fastify,
   });
 

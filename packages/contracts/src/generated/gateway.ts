@@ -70,6 +70,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/healthz/{service}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                service: "permissions" | "registry" | "build" | "execution" | "source-cache" | "process";
+            };
+            cookie?: never;
+        };
+        /**
+         * Liveness of one service, through the gateway
+         * @description Forwards to the service's own `/healthz` through the same path every API call takes
+         *     (credential resolved, rate limited, internal identity token forwarded), so an operator can
+         *     check each service through the one public port. Anonymous callers are allowed.
+         */
+        get: operations["getServiceHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -275,6 +299,42 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    getServiceHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                service: "permissions" | "registry" | "build" | "execution" | "source-cache" | "process";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The service is alive */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description The service did not answer */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

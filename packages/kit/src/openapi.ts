@@ -55,17 +55,14 @@ function objectOf(params: OpenApiParameter[]): Record<string, unknown> | undefin
 }
 
 /**
- * The Fastify route schema of an OpenAPI operation: params, querystring, validated request bodies
- * and JSON responses. Routes use it so validation, serialization and the published docs agree.
+ * The route of an OpenAPI operation: method, URL and the Fastify schema (params, querystring,
+ * validated request bodies, JSON responses). Spread into `app.route({...routeSchema(doc, id), handler})`
+ * so validation, serialization and the published docs agree.
  */
-export function routeSchema(doc: OpenApiDocument, operationId: string): FastifySchema & { url: string; method: string } {
+export function routeSchema(doc: OpenApiDocument, operationId: string): { method: string; url: string; schema: FastifySchema } {
   const { method, path, operation, pathParameters } = findOperation(doc, operationId);
   const params = [...pathParameters, ...(operation.parameters ?? [])];
-  const schema: FastifySchema & { url: string; method: string } = {
-    url: path.replace(/\{([^}]+)\}/g, ':$1'),
-    method,
-    operationId,
-  } as never;
+  const schema: FastifySchema = { operationId } as FastifySchema;
   const pathSchema = objectOf(params.filter((p) => p.in === 'path'));
   const querySchema = objectOf(params.filter((p) => p.in === 'query'));
   if (pathSchema) schema.params = pathSchema;
@@ -80,5 +77,5 @@ export function routeSchema(doc: OpenApiDocument, operationId: string): FastifyS
     if (json) responses[status] = json;
   }
   if (Object.keys(responses).length) schema.response = responses;
-  return schema;
+  return { method, url: path.replace(/\{([^}]+)\}/g, ':$1'), schema };
 }

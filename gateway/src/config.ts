@@ -20,6 +20,8 @@ const shape = {
   DOCKYARD_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   DOCKYARD_JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
   DOCKYARD_ACCESS_LOG: envBool.default(true),
+  /** Gateway processes sharing the port (0: one per CPU), as nginx runs one worker per core. */
+  DOCKYARD_GATEWAY_WORKERS: z.coerce.number().int().min(0).max(64).default(0),
 } as const;
 
 export type GatewayConfig = z.infer<z.ZodObject<typeof gatewayBase>> & {
@@ -28,6 +30,7 @@ export type GatewayConfig = z.infer<z.ZodObject<typeof gatewayBase>> & {
   DOCKYARD_JWT_SECRET?: string;
   DOCKYARD_JWT_PUBLIC_KEY?: string;
   DOCKYARD_ACCESS_LOG: boolean;
+  DOCKYARD_GATEWAY_WORKERS: number;
   upstreams: Record<ServiceName, string[]>;
 };
 

@@ -151,6 +151,21 @@ describe('gateway (real services, PostgreSQL and NATS)', () => {
     expect(docs.body).toContain('swagger');
   });
 
+  it('answers 502 naming the service when it is down, and /readyz says which', async () => {
+    const down = (await buildGateway(loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_BUILD_URL: 'http://127.0.0.1:9' }))).app;
+    try {
+      const res = await down.inject({ url: '/builds/sage/simple/1.0', headers: { authorization: 'sage testuser_token' } });
+      expect(res.statusCode).toBe(502);
+      expect(res.json()).toEqual({ error: 'Service build is unavailable' });
+      const ready = await down.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().checks.build).toEqual({ ok: false, error: expect.stringContaining('127.0.0.1:9') });
+      expect(ready.json().checks.registry).toEqual({ ok: true });
+    } finally {
+      await down.close();
+    }
+  });
+
   it('limits the request rate per identity', async () => {
     const limited = (await buildGateway(loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_RATE_LIMIT: '3' }))).app;
     try {

@@ -87,6 +87,8 @@ describe('gateway streams large bodies both ways with flat memory', () => {
         DOCKYARD_PORT: String(port),
         DOCKYARD_HOST: '127.0.0.1',
         DOCKYARD_LOG_LEVEL: 'warn',
+        // One process, so the memory measured is the one carrying the bodies.
+        DOCKYARD_GATEWAY_WORKERS: '1',
         ...Object.fromEntries(SERVICE_NAMES.map((s) => [upstreamVariable(s), upstreamUrl])),
       },
       stdio: ['ignore', 'ignore', 'inherit'],

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyError } from 'fastify';
 import formbody from '@fastify/formbody';
+import pino from 'pino';
 import { HttpError } from './errors.js';
 import { formatValidationErrors } from './validation.js';
 import { healthPlugin, type ReadinessCheck } from './health.js';
@@ -32,7 +33,8 @@ declare module 'fastify' {
  */
 export function createApp(opts: AppOptions): FastifyInstance {
   const app = Fastify({
-    logger: { level: opts.logLevel ?? 'info', base: { service: opts.service } },
+    // Asynchronous log writes: a synchronous write per line costs a syscall on every request.
+    logger: { level: opts.logLevel ?? 'info', base: { service: opts.service }, stream: pino.destination({ dest: 1, sync: false }) },
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
@@ -53,7 +55,8 @@ export function createApp(opts: AppOptions): FastifyInstance {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) {
       request.log.error({ err }, 'request failed');
-      return reply.status(status).send({ error: 'Internal server error' });
+      // An HttpError's message is written for the caller (e.g. 502 "Service build is unavailable").
+      return reply.status(status).send({ error: err instanceof HttpError ? err.message : 'Internal server error' });
     }
     let message = err.message;
     if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') message = 'Request body is too large';

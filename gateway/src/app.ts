@@ -84,11 +84,26 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
   };
 
   app.decorateRequest('caller', null as unknown as Resolved);
-  app.addHook('onRequest', async (request: FastifyRequest) => {
-    const parsed = parseCredential(request.headers.authorization, request.headers.cookie);
-    if (parsed.kind === 'anonymous') request.caller = resolver.anonymousIdentity();
-    else if (parsed.kind === 'jwt') request.caller = await resolver.resolve({ scheme: 'jwt', subject: verifyJwt(parsed.token) });
-    else request.caller = await resolver.resolve(parsed.credential);
+  // Callback style: a cached credential resolves without a promise, so a hit costs no microtask.
+  app.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
+    let caller: Resolved | Promise<Resolved>;
+    try {
+      const parsed = parseCredential(request.headers.authorization, request.headers.cookie);
+      if (parsed.kind === 'anonymous') caller = resolver.anonymousIdentity();
+      else if (parsed.kind === 'jwt') caller = resolver.resolve({ scheme: 'jwt', subject: verifyJwt(parsed.token) });
+      else caller = resolver.resolve(parsed.credential);
+    } catch (err) {
+      return done(err as Error);
+    }
+    if (caller instanceof Promise) {
+      caller.then((resolved) => {
+        request.caller = resolved;
+        done();
+      }, done);
+    } else {
+      request.caller = caller;
+      done();
+    }
   });
 
   if (config.DOCKYARD_RATE_LIMIT > 0) {
@@ -103,8 +118,9 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
   }
 
   if (config.DOCKYARD_ACCESS_LOG) {
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       request.log.info({ method: request.method, url: request.url, status: reply.statusCode, user: request.caller?.identity.login ?? null, ms: Math.round(reply.elapsedTime) }, 'request');
+      done();
     });
   }
 

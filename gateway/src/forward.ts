@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BalancedPool, Pool, errors, type Dispatcher } from 'undici';
@@ -36,28 +35,25 @@ export function createForwarder(service: string, upstreams: string[]): Forwarder
       headers[IDENTITY_HEADER] = identityToken;
       headers['x-request-id'] = request.id;
       const hasBody = !METHODS_WITHOUT_BODY.has(request.method) || request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
-      let upstream: Dispatcher.ResponseData;
+      const body = hasBody ? ((request.body as Readable | undefined) ?? request.raw) : null;
       try {
-        upstream = await dispatcher.request({
-          path,
-          method: request.method as Dispatcher.HttpMethod,
-          headers: headers as Record<string, string>,
-          body: hasBody ? (request.body as Readable | undefined) ?? request.raw : null,
+        // stream() hands the answer straight to the client socket: no intermediate Readable, and
+        // when the client goes away the upstream request is aborted.
+        await dispatcher.stream({ path, method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body }, ({ statusCode, headers: upstreamHeaders }) => {
+          const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
+          for (const name in upstreamHeaders) if (!RESPONSE_DROP.has(name)) out[name] = upstreamHeaders[name];
+          reply.hijack();
+          reply.raw.writeHead(statusCode, out);
+          return reply.raw;
         });
       } catch (err) {
+        if (reply.raw.headersSent) {
+          if (!reply.raw.destroyed) request.log.warn({ err, service }, 'streaming the answer failed');
+          return;
+        }
         request.log.warn({ err, service }, 'upstream request failed');
         if (err instanceof errors.HeadersTimeoutError) throw new HttpError(504, `Service ${service} did not answer in time`);
         throw new HttpError(502, `Service ${service} is unavailable`);
-      }
-      const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
-      for (const name in upstream.headers) if (!RESPONSE_DROP.has(name)) out[name] = upstream.headers[name];
-      reply.hijack();
-      reply.raw.writeHead(upstream.statusCode, out);
-      // pipeline() destroys the upstream body when the client goes away mid-answer.
-      try {
-        await pipeline(upstream.body, reply.raw);
-      } catch (err) {
-        if (!reply.raw.destroyed) request.log.warn({ err, service }, 'streaming the answer failed');
       }
     },
     close: () => dispatcher.close(),

@@ -46,6 +46,7 @@ export class CredentialResolver {
   private readonly pending = new Map<string, Promise<{ identity: Identity } | { reason: string }>>();
   private readonly signed = new WeakMap<Identity, Resolved>();
   private anonymous: Resolved | null = null;
+  private readonly keys = new LRUCache<string, string>({ max: 10_000 });
 
   constructor(private readonly opts: ResolverOptions) {
     this.cache = new LRUCache({ max: 50_000, ttl: Math.max(1, opts.ttlMs), ttlAutopurge: false });
@@ -65,20 +66,37 @@ export class CredentialResolver {
     return this.anonymous;
   }
 
-  async resolve(credential: Credential): Promise<Resolved> {
-    const key = credentialKey(credential);
-    let entry = this.opts.ttlMs > 0 ? this.cache.get(key) : undefined;
-    if (!entry) {
-      let inflight = this.pending.get(key);
-      if (!inflight) {
-        inflight = this.lookup(credential).finally(() => this.pending.delete(key));
-        this.pending.set(key, inflight);
-      }
-      entry = await inflight;
-      if (this.opts.ttlMs > 0) this.cache.set(key, entry, 'identity' in entry ? undefined : { ttl: Math.min(this.opts.ttlMs, 1000) });
+  /** A cache hit answers synchronously (no promise, no microtask); a miss asks the permissions service. */
+  resolve(credential: Credential): Resolved | Promise<Resolved> {
+    const key = this.keyOf(credential);
+    const entry = this.opts.ttlMs > 0 ? this.cache.get(key) : undefined;
+    return entry ? this.answer(entry) : this.miss(key, credential);
+  }
+
+  private async miss(key: string, credential: Credential): Promise<Resolved> {
+    let inflight = this.pending.get(key);
+    if (!inflight) {
+      inflight = this.lookup(credential).finally(() => this.pending.delete(key));
+      this.pending.set(key, inflight);
     }
+    const entry = await inflight;
+    if (this.opts.ttlMs > 0) this.cache.set(key, entry, 'identity' in entry ? undefined : { ttl: Math.min(this.opts.ttlMs, 1000) });
+    return this.answer(entry);
+  }
+
+  private answer(entry: { identity: Identity } | { reason: string }): Resolved {
     if (!('identity' in entry)) throw unauthorized(entry.reason);
     return this.tokenFor(entry.identity);
+  }
+
+  // Hashing a credential costs more than the rest of a cache hit: remember the keys of recent ones.
+  private keyOf(credential: Credential): string {
+    const raw = credential.scheme === 'token' ? credential.token : credential.scheme === 'session' ? credential.session : null;
+    if (raw === null) return credentialKey(credential);
+    const memo = `${credential.scheme}\0${raw}`;
+    let key = this.keys.get(memo);
+    if (key === undefined) this.keys.set(memo, (key = credentialKey(credential)));
+    return key;
   }
 
   private async lookup(credential: Credential): Promise<{ identity: Identity } | { reason: string }> {

@@ -46,9 +46,10 @@ export function createApp(opts: AppOptions): FastifyInstance {
   });
 
   // Every answer names its request and the service that produced it (useful behind the gateway).
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     if (!reply.hasHeader('x-dockyard-service')) reply.header('x-dockyard-service', opts.service);
+    done(null, payload);
   });
 
   app.setErrorHandler((err: FastifyError | HttpError, request, reply) => {

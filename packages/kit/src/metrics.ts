@@ -20,11 +20,12 @@ export const metricsPlugin = fp<{ service: string }>(async (app, opts) => {
     registers: [registry],
   });
   app.decorate('metrics', registry);
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     duration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    done();
   });
   app.get('/metrics', { config: { public: true }, logLevel: 'warn' }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);

@@ -43,4 +43,4 @@ test: install
 	deploy/local/test.sh
 
 bench:
-	deploy/local/bench.sh
+	node --import tsx bench/gateway/run.ts

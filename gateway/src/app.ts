@@ -43,6 +43,7 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
     service: 'gateway',
     logLevel: config.DOCKYARD_LOG_LEVEL,
     requestLogging: false,
+    bufferLogs: config.DOCKYARD_ACCESS_LOG,
     fastify,
   });
   const subjects = new Subjects(config.DOCKYARD_NATS_PREFIX);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy/local/stack.sh — start/stop Dockyard's own processes on this machine: the six services
-# (127.0.0.1:7101-7106) and the gateway (0.0.0.0:${DOCKYARD_GATEWAY_PORT:-8080}).
+# (127.0.0.1:7101-7106, or DOCKYARD_STACK_PORT_BASE+1..6) and the gateway (0.0.0.0:${DOCKYARD_GATEWAY_PORT:-8080}).
 #
 # Usage: deploy/local/stack.sh up|down|status
 #   up      start every service and the gateway not already running, wait for /readyz
@@ -16,7 +16,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVICES=(permissions registry build execution source-cache process)
-declare -A PORTS=([permissions]=7101 [registry]=7102 [build]=7103 [execution]=7104 [source-cache]=7105 [process]=7106)
+# Services listen on PORT_BASE+1..+6 (7101-7106 by default); a second stack on one machine moves them.
+PORT_BASE=${DOCKYARD_STACK_PORT_BASE:-7100}
+declare -A PORTS=()
+i=1
+for s in "${SERVICES[@]}"; do PORTS[$s]=$((PORT_BASE + i)); i=$((i + 1)); done
 GATEWAY_PORT=${DOCKYARD_GATEWAY_PORT:-8080}
 
 usage() {
@@ -47,7 +51,12 @@ cmd_up() {
   export DOCKYARD_INTERNAL_SECRET=${DOCKYARD_INTERNAL_SECRET:-$(secret internal-secret)}
   export DOCKYARD_ADMIN_TOKEN=${DOCKYARD_ADMIN_TOKEN:-dky_$(secret admin-token)}
   export DOCKYARD_DATA_DIR=${DOCKYARD_DATA_DIR:-$REPO_ROOT/.data}
-  for s in "${SERVICES[@]}"; do start_node "$s" "services/$s" "${PORTS[$s]}"; done
+  for s in "${SERVICES[@]}"; do
+    start_node "$s" "services/$s" "${PORTS[$s]}"
+    # The gateway finds each service at its port (DOCKYARD_SOURCE_CACHE_URL for source-cache).
+    local var=${s//-/_}
+    export "DOCKYARD_${var^^}_URL=http://127.0.0.1:${PORTS[$s]}"
+  done
   start_node gateway gateway "$GATEWAY_PORT" "${DOCKYARD_GATEWAY_HOST:-0.0.0.0}"
   log "waiting for http://127.0.0.1:$GATEWAY_PORT/readyz"
   if ! WAIT_TIMEOUT=120 wait_for curl -fsS -m 3 -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/readyz"; then

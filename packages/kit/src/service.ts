@@ -10,7 +10,8 @@ export interface ServiceOptions<C extends PrismaLike> {
   config: BaseConfig;
   /** The service's `prisma/migrations` folder. */
   migrationsDir: string;
-  createClient: (adapter: DriverAdapter) => C;
+  /** The service's generated PrismaClient class; the kit constructs it on the right adapter. */
+  PrismaClient: new (options: { adapter: DriverAdapter }) => C;
   bodyLimit?: number;
   fastify?: Partial<FastifyServerOptions>;
 }
@@ -29,7 +30,7 @@ export async function createService<C extends PrismaLike>(opts: ServiceOptions<C
     schema: config.DOCKYARD_DB_SCHEMA ?? service.replace(/-/g, '_'),
     dataDir: path.join(dataDir, 'db'),
     migrationsDir: opts.migrationsDir,
-    createClient: opts.createClient as (adapter: DriverAdapter) => PrismaLike,
+    createClient: (adapter: DriverAdapter) => new opts.PrismaClient({ adapter }),
   });
   await app.register(natsPlugin, { servers: config.DOCKYARD_NATS_URL, prefix: config.DOCKYARD_NATS_PREFIX, name: service });
   await app.register(blobPlugin, { root: config.DOCKYARD_BLOB_DIR ?? path.join(dataDir, 'blobs') });

@@ -13,7 +13,7 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
     service: 'build',
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
-    createClient: (adapter) => new PrismaClient({ adapter }),
+    PrismaClient,
     fastify,
   });
   await app.register(dockerPlugin, { registry: config.DOCKYARD_REGISTRY });

@@ -13,7 +13,7 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
     service: 'execution',
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
-    createClient: (adapter) => new PrismaClient({ adapter }),
+    PrismaClient,
     fastify,
   });
   await app.register(dockerPlugin, {});

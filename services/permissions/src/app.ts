@@ -26,7 +26,7 @@ export async function buildPermissionsApp(config: PermissionsConfig, fastify?: P
     service: 'permissions',
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
-    createClient: (adapter) => new PrismaClient({ adapter }),
+    PrismaClient,
     fastify,
   });
   const prisma = app.db.prisma as unknown as PrismaClient;

@@ -13,7 +13,7 @@ export async function buildProcessApp(config: ProcessConfig, fastify?: Partial<F
     service: 'process',
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
-    createClient: (adapter) => new PrismaClient({ adapter }),
+    PrismaClient,
     fastify,
   });
   return app;

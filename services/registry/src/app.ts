@@ -13,7 +13,7 @@ export async function buildRegistryApp(config: RegistryConfig, fastify?: Partial
     service: 'registry',
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
-    createClient: (adapter) => new PrismaClient({ adapter }),
+    PrismaClient,
     fastify,
   });
   return app;

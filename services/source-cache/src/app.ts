@@ -13,7 +13,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, fastify?: P
     service: 'source-cache',
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
-    createClient: (adapter) => new PrismaClient({ adapter }),
+    PrismaClient,
     fastify,
   });
   return app;

@@ -118,9 +118,14 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
     });
   }
 
-  if (config.DOCKYARD_ACCESS_LOG) {
+  if (config.DOCKYARD_ACCESS_LOG && ['trace', 'debug', 'info'].includes(config.DOCKYARD_LOG_LEVEL)) {
+    // One line per request in pino's shape, built by hand: pino's per-call serialization was
+    // a sixth of the gateway's cost per request (bench/gateway, access log on vs off).
     app.addHook('onResponse', (request, reply, done) => {
-      request.log.info({ method: request.method, url: request.url, status: reply.statusCode, user: request.caller?.identity.login ?? null, ms: Math.round(reply.elapsedTime) }, 'request');
+      const user = request.caller?.identity.login;
+      app.logStream.write(
+        `{"level":30,"time":${Date.now()},"service":"gateway","reqId":${JSON.stringify(request.id)},"method":"${request.method}","url":${JSON.stringify(request.url)},"status":${reply.statusCode},"user":${user ? JSON.stringify(user) : 'null'},"ms":${Math.round(reply.elapsedTime)},"msg":"request"}\n`,
+      );
       done();
     });
   }

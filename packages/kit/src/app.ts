@@ -22,6 +22,10 @@ export interface AppOptions {
 }
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Where this process's log lines go (for a hand-built line on a hot path: see the gateway's access log). */
+    logStream: { write(line: string): boolean };
+  }
   interface FastifyContextConfig {
     /** Skip the internal identity check (health, metrics). */
     public?: boolean;
@@ -88,6 +92,7 @@ export function createApp(opts: AppOptions): FastifyInstance {
   app.setNotFoundHandler((_request, reply) => reply.status(404).send({ error: 'The requested resource was not found' }));
 
   app.decorate('readiness', new Map<string, ReadinessCheck>());
+  app.decorate('logStream', logs);
   app.addHook('onClose', (_app, done) => {
     // Lines still buffered leave before the process does.
     try {

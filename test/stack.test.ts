@@ -4,7 +4,7 @@
  * own ports, run dir, data dir and NATS prefix, so a stack already running here is left alone.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -47,5 +47,15 @@ describe('make up: the whole platform on one machine', () => {
     expect(await me.json()).toMatchObject({ login: 'admin', admin: true });
     const testuser = await fetch(`${base}/auth/whoami`, { headers: { authorization: 'sage testuser_token' } });
     expect(await testuser.json()).toMatchObject({ login: 'testuser' });
+    // The gateway's access log: one JSON line per request, flushed within half a second.
+    await new Promise((r) => setTimeout(r, 800));
+    const lines = readFileSync(path.join(dir, 'run/logs/stack-gateway.log'), 'utf8').split('\n').filter((l) => l.startsWith('{'));
+    const access = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request' && l.url === '/auth/whoami');
+    expect(access).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ level: 30, service: 'gateway', method: 'GET', status: 200, user: 'admin' }),
+        expect.objectContaining({ status: 200, user: 'testuser' }),
+      ]),
+    );
   }, 180_000);
 });

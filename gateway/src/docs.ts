@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { DOCUMENT_NAMES, SERVICE_NAMES, loadDocument } from '@dockyard/contracts';
+import { SERVICE_NAMES, loadDocument } from '@dockyard/contracts';
 
 type Doc = { paths?: Record<string, unknown>; components?: { securitySchemes?: Record<string, unknown> }; tags?: unknown[] };
 
@@ -16,7 +16,6 @@ export async function mergedDocument(): Promise<Record<string, unknown>> {
     Object.assign(securitySchemes, doc.components?.securitySchemes ?? {});
     tags.push(...(doc.tags ?? []));
   }
-  void DOCUMENT_NAMES;
   return {
     openapi: '3.1.0',
     info: {

@@ -1,16 +1,15 @@
 import fp from 'fastify-plugin';
 
 export type ReadinessCheck = () => Promise<void>;
-type Check = ReadinessCheck;
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Named readiness checks run by /readyz (database, NATS, Docker...). */
-    readiness: Map<string, Check>;
+    readiness: Map<string, ReadinessCheck>;
   }
 }
 
-async function withTimeout(check: Check, ms: number): Promise<void> {
+async function withTimeout(check: ReadinessCheck, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([check(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)))]);

@@ -34,20 +34,24 @@ export async function buildPermissionsApp(config: PermissionsConfig, fastify?: P
   const accounts = new Accounts(prisma, { sessionTtlMs: config.DOCKYARD_SESSION_TTL_HOURS * 3_600_000 });
   const groups = new Groups(prisma);
 
-  const event = (name: string, payload: Record<string, unknown>) =>
-    app.events.publish(`events.permissions.${name}`, { id: randomUUID(), occurredAt: new Date().toISOString(), ...payload }, `${name}:${JSON.stringify(payload)}:${Date.now()}`);
+  // The event id doubles as the JetStream message id, so a retried publish is stored once.
+  const event = (name: string, payload: Record<string, unknown>) => {
+    const id = randomUUID();
+    return app.events.publish(`events.permissions.${name}`, { id, occurredAt: new Date().toISOString(), ...payload }, id);
+  };
 
   await app.register(accountRoutes, {
     doc,
     accounts,
-    onRegistered: (login) => event('user.registered', { actor: login, login }),
-    onConfirmed: (login) => event('user.confirmed', { actor: login, login }),
+    onRegistered: ({ userId, login }) => event('user.registered', { actor: login, resource: `user:${userId}`, userId, login, via: 'register' }),
+    onConfirmed: ({ userId, login }) => event('user.confirmed', { actor: login, resource: `user:${userId}`, userId, login }),
   });
   await app.register(authRoutes, {
     doc,
     accounts,
     groups,
-    onTokenRevoked: (tokenHash) => event('token.revoked', { actor: null, tokenHash }),
+    onTokenRevoked: (token, by) =>
+      event('token.revoked', { actor: by, resource: `token:${token.id}`, tokenId: token.id, login: token.user.login, tokenHash: token.tokenHash }),
   });
 
   serveRequests<IdentityResolveRequest, unknown>(app.nats, app.subjects.of('identity.resolve'), (req) => accounts.resolve(req.credential), app.log);

@@ -1,6 +1,8 @@
 import { ANONYMOUS, IDENTITY_HEADER, identitySigner, request, type Identity } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import type { IdentityResolveReply } from '@dockyard/contracts';
+import { rawDocument, type IdentityResolveReply } from '@dockyard/contracts';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import type { FastifyInstance } from 'fastify';
 import { buildPermissionsApp } from '../src/app.js';
 import { loadPermissionsConfig } from '../src/config.js';
@@ -22,12 +24,18 @@ describe('permissions service: accounts, sessions, tokens (real PostgreSQL and N
     return reply.identity;
   }
 
+  const events: { subject: string; payload: Record<string, unknown> }[] = [];
+
   beforeAll(async () => {
     env = testEnv();
     const config = loadPermissionsConfig(env.serviceEnv('permissions', { DOCKYARD_SEED_TEST_USERS: '1' }));
     ({ app, newAdminToken: adminToken } = await buildPermissionsApp(config));
     await app.ready();
     sign = identitySigner(config.DOCKYARD_INTERNAL_SECRET);
+    const sub = app.nats.subscribe(app.subjects.of('events.permissions.>'));
+    void (async () => {
+      for await (const m of sub) events.push({ subject: m.subject.slice(env.env.DOCKYARD_NATS_PREFIX.length), payload: m.json() });
+    })();
   });
   afterAll(async () => {
     await app.close();
@@ -153,5 +161,22 @@ describe('permissions service: accounts, sessions, tokens (real PostgreSQL and N
     const disabled = await app.inject({ method: 'PATCH', url: '/auth/users/testuser2', headers: as(admin), payload: { disabled: true } });
     expect(disabled.json()).toMatchObject({ login: 'testuser2', disabled: true });
     expect(await resolve({ scheme: 'token', token: 'testuser2_token' })).toEqual({ identity: null, reason: 'Account testuser2 is disabled' });
+  });
+
+  it('publishes its events in the shapes openapi/events.yaml gives', async () => {
+    await app.nats.flush();
+    const doc = rawDocument('events') as { components: { schemas: Record<string, { 'x-subject'?: string }> } };
+    const ajv = new Ajv2020({ strict: false });
+    (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+    for (const [name, schema] of Object.entries(doc.components.schemas)) ajv.addSchema(schema, name);
+    const schemaFor = (subject: string) => Object.entries(doc.components.schemas).find(([, s]) => s['x-subject'] === subject)?.[0];
+    const subjects = new Set(events.map((e) => e.subject));
+    expect([...subjects].sort()).toEqual(['events.permissions.token.revoked', 'events.permissions.user.confirmed', 'events.permissions.user.registered']);
+    for (const { subject, payload } of events) {
+      const validate = ajv.getSchema(schemaFor(subject)!)!;
+      expect({ subject, valid: validate(payload), errors: validate.errors ?? null }).toEqual({ subject, valid: true, errors: null });
+    }
+    const registered = events.find((e) => e.subject.endsWith('user.registered') && e.payload.login === 'me')!;
+    expect(registered.payload).toMatchObject({ actor: 'me', via: 'register', resource: `user:${registered.payload.userId}` });
   });
 });

@@ -348,6 +348,8 @@ export interface components {
             occurredAt: string;
             /** @description Permission key of the resource, `<type>:<id>` */
             resource: string;
+            /** @description sha256 (hex) of the token's secret, the key gateways cache the credential under; they drop it on this event */
+            tokenHash: string;
             tokenId: string;
         };
         /** @description An account was confirmed through `GET /register/confirm/{login}/{token}`. */

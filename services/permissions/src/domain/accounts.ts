@@ -31,7 +31,7 @@ export class Accounts {
   ) {}
 
   /** Kabuto's registration: the account exists unconfirmed until its confirmation token comes back. */
-  async register(input: { login?: string; password?: string; email?: string }): Promise<{ login: string; confirmationToken: string }> {
+  async register(input: { login?: string; password?: string; email?: string }): Promise<{ userId: string; login: string; confirmationToken: string }> {
     const login = input.login?.trim() ?? '';
     if (!login) throw badRequest('login: required');
     if (!LOGIN.test(login)) throw badRequest('login: must be 1-64 letters, digits, ".", "_" or "-"');
@@ -40,22 +40,22 @@ export class Accounts {
     if (!input.email || !EMAIL.test(input.email) || input.email.length > 256) throw badRequest('email: must be an e-mail address');
     const confirmationToken = newSecret();
     try {
-      await this.prisma.user.create({
+      const user = await this.prisma.user.create({
         data: { login, email: input.email, passwordHash: await argon2Hash(input.password), confirmationHash: hashSecret(confirmationToken) },
       });
+      return { userId: user.id, login, confirmationToken };
     } catch (err) {
       if ((err as { code?: string }).code === 'P2002') throw conflict(`Login ${login} is already taken`);
       throw err;
     }
-    return { login, confirmationToken };
   }
 
-  async confirm(login: string, token: string): Promise<void> {
+  async confirm(login: string, token: string): Promise<User> {
     const user = await this.prisma.user.findUnique({ where: { login } });
     if (!user || !user.confirmationHash || user.confirmationHash !== hashSecret(token)) {
       throw notFound('user or token not found');
     }
-    await this.prisma.user.update({ where: { id: user.id }, data: { confirmed: true, confirmationHash: null } });
+    return this.prisma.user.update({ where: { id: user.id }, data: { confirmed: true, confirmationHash: null } });
   }
 
   /** Checks a password; the same message for an unknown login and a wrong password. */

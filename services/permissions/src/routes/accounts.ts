@@ -9,8 +9,8 @@ export const SESSION_COOKIE = 'session';
 interface Deps {
   doc: OpenApiDocument;
   accounts: Accounts;
-  onRegistered: (login: string) => Promise<void>;
-  onConfirmed: (login: string) => Promise<void>;
+  onRegistered: (user: { userId: string; login: string }) => Promise<void>;
+  onConfirmed: (user: { userId: string; login: string }) => Promise<void>;
 }
 
 type Form = { login?: string; password?: string; email?: string };
@@ -20,8 +20,8 @@ export const accountRoutes: FastifyPluginAsync<Deps> = async (app, { doc, accoun
   app.route({
     ...routeSchema(doc, 'registerAccount'),
     handler: async (request) => {
-      const { login, confirmationToken } = await accounts.register(request.body as Form);
-      await onRegistered(login);
+      const { userId, login, confirmationToken } = await accounts.register(request.body as Form);
+      await onRegistered({ userId, login });
       return { status: 'success', token: confirmationToken };
     },
   });
@@ -30,13 +30,14 @@ export const accountRoutes: FastifyPluginAsync<Deps> = async (app, { doc, accoun
     ...routeSchema(doc, 'confirmAccount'),
     handler: async (request, reply) => {
       const { login, token } = request.params as { login: string; token: string };
+      let userId: string;
       try {
-        await accounts.confirm(login, token);
+        userId = (await accounts.confirm(login, token)).id;
       } catch (err) {
         // Kabuto clients read `registration`; everyone else reads `error`.
         return reply.status(404).send({ error: (err as Error).message, registration: (err as Error).message });
       }
-      await onConfirmed(login);
+      await onConfirmed({ userId, login });
       return { registration: 'success' };
     },
   });

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { forbidden, routeSchema, unauthorized, type Identity, type OpenApiDocument } from '@dockyard/kit';
-import { toTokenView, toUserView, type Accounts, type UserFlags } from '../domain/accounts.js';
+import { toTokenView, toUserView, type Accounts, type TokenRow, type UserFlags } from '../domain/accounts.js';
 import type { Groups } from '../domain/groups.js';
 
 interface Deps {
   doc: OpenApiDocument;
   accounts: Accounts;
   groups: Groups;
-  onTokenRevoked: (tokenHash: string) => Promise<void>;
+  onTokenRevoked: (token: TokenRow, by: string) => Promise<void>;
 }
 
 type Caller = Identity & { id: string; login: string };
@@ -59,8 +59,9 @@ export const authRoutes: FastifyPluginAsync<Deps> = async (app, { doc, accounts,
   app.route({
     ...routeSchema(doc, 'revokeToken'),
     handler: async (request) => {
-      const row = await accounts.revokeToken(signedIn(request), (request.params as { id: string }).id);
-      await onTokenRevoked(row.tokenHash);
+      const caller = signedIn(request);
+      const row = await accounts.revokeToken(caller, (request.params as { id: string }).id);
+      await onTokenRevoked(row, caller.login);
       return toTokenView(row);
     },
   });

@@ -6,7 +6,7 @@ import type { ServiceName } from '@dockyard/contracts';
  */
 export const ROUTES: Record<ServiceName, string[]> = {
   permissions: ['/permissions', '/register', '/login', '/logout', '/auth'],
-  registry: ['/apps', '/submit', '/namespaces', '/meta-files'],
+  registry: ['/apps', '/submit', '/namespaces', '/repositories', '/meta-files'],
   build: ['/builds', '/image'],
   execution: ['/pipeline', '/execution'],
   'source-cache': ['/api/v1'],

@@ -76,6 +76,14 @@ describe('permissions service: accounts, sessions, tokens (real PostgreSQL and N
     expect(wrong.json()).toEqual({ error: 'Wrong login or password' });
     const unknown = await app.inject({ method: 'POST', url: '/login', headers: form(), payload: 'login=ghost&password=nope' });
     expect(unknown.json()).toEqual({ error: 'Wrong login or password' });
+    // Same work for an unknown login as for a wrong password: timing does not reveal logins.
+    const time = async (login: string) => {
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) await app.inject({ method: 'POST', url: '/login', headers: form(), payload: `login=${login}&password=nope` });
+      return performance.now() - t0;
+    };
+    const [known, ghost] = [await time('me'), await time('ghost')];
+    expect(ghost / known).toBeGreaterThan(0.3); // without the decoy hash it is ~0.05
 
     const login = await app.inject({ method: 'POST', url: '/login', headers: form(), payload: 'login=me&password=SecreT' });
     expect(login.statusCode).toBe(200);

@@ -25,6 +25,8 @@ export interface UserFlags {
 
 /** Users, their passwords, confirmation, sessions and API tokens. */
 export class Accounts {
+  private readonly decoyHash = argon2Hash(newSecret());
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly opts: AccountsOptions,
@@ -61,8 +63,10 @@ export class Accounts {
   /** Checks a password; the same message for an unknown login and a wrong password. */
   async checkPassword(login: string, password: string): Promise<User> {
     const user = await this.prisma.user.findUnique({ where: { login } });
-    const ok = user?.passwordHash ? await argon2Verify(user.passwordHash, password).catch(() => false) : false;
-    if (!user || !ok) throw unauthorized('Wrong login or password');
+    // An unknown login costs the same argon2 verification as a wrong password, so response
+    // times do not tell which logins exist.
+    const ok = await argon2Verify(user?.passwordHash ?? (await this.decoyHash), password).catch(() => false);
+    if (!user?.passwordHash || !ok) throw unauthorized('Wrong login or password');
     if (!user.confirmed) throw forbidden(`Account ${user.login} is not confirmed`);
     if (user.disabled) throw forbidden(`Account ${user.login} is disabled`);
     return user;

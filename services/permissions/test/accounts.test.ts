@@ -83,7 +83,7 @@ describe('permissions service: accounts, sessions, tokens (real PostgreSQL and N
       return performance.now() - t0;
     };
     const [known, ghost] = [await time('me'), await time('ghost')];
-    expect(ghost / known).toBeGreaterThan(0.3); // without the decoy hash it is ~0.05
+    expect(ghost / known).toBeGreaterThan(0.5); // measured ~0.9-1.0; without the decoy hash ~0.2
 
     const login = await app.inject({ method: 'POST', url: '/login', headers: form(), payload: 'login=me&password=SecreT' });
     expect(login.statusCode).toBe(200);

@@ -23,7 +23,7 @@ describe('gateway (real services, PostgreSQL and NATS)', () => {
   beforeAll(async () => {
     env = testEnv();
     services = await startServices(env);
-    const config = loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_PORT: '0', DOCKYARD_AUTH_CACHE_MS: '400', DOCKYARD_JWT_SECRET: JWT_SECRET });
+    const config = loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_PORT: '0', DOCKYARD_AUTH_CACHE_MS: '2000', DOCKYARD_JWT_SECRET: JWT_SECRET });
     gateway = (await buildGateway(config)).app;
     await gateway.ready();
   });
@@ -116,7 +116,7 @@ describe('gateway (real services, PostgreSQL and NATS)', () => {
     // Deleting the user publishes no revocation: the gateway keeps its cached answer until it expires.
     expect((await gateway.inject({ method: 'DELETE', url: '/auth/users/shortlived', headers: admin })).json()).toEqual({ deleted: 1 });
     expect(await whoami({ authorization: `sage ${token}` })).toMatchObject({ status: 200, body: { login: 'shortlived' } });
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 2100));
     expect(await whoami({ authorization: `sage ${token}` })).toEqual({ status: 401, body: { error: 'Token not found' } });
   });
 
@@ -127,9 +127,10 @@ describe('gateway (real services, PostgreSQL and NATS)', () => {
     expect((await whoami({ authorization: `sage ${token}` })).status).toBe(200);
     expect((await gateway.inject({ method: 'DELETE', url: `/auth/tokens/${id}`, headers: user })).statusCode).toBe(200);
     let status = 200;
-    for (let i = 0; i < 20 && status === 200; i++) {
+    // Well inside the 2 s cache lifetime: only the revocation event can explain a 401 here.
+    for (let i = 0; i < 50 && status === 200; i++) {
       status = (await whoami({ authorization: `sage ${token}` })).status;
-      if (status === 200) await new Promise((r) => setTimeout(r, 10));
+      if (status === 200) await new Promise((r) => setTimeout(r, 20));
     }
     expect(status).toBe(401);
   });

@@ -26,13 +26,27 @@ export interface IdentityResolveRequest {
 export type IdentityResolveReply = { identity: ResolvedIdentity } | { identity: null; reason: string };
 
 export type PermissionLevel = 'READ' | 'WRITE' | 'READ_ACP' | 'WRITE_ACP' | 'FULL_CONTROL';
+/** A namespace (`sage`) or a repository (`sage/simple`) in ECR's model. */
+export interface ResourceRef {
+  type: 'namespace' | 'repository';
+  name: string;
+}
 export interface PermissionsCheckRequest {
-  identity: { id: string | null; login: string | null; admin: boolean; groups: string[] };
+  identity: { login: string | null; admin: boolean; groups: string[] };
   action: PermissionLevel;
-  resource: { type: 'namespace' | 'repository' | 'object'; name: string; owner?: string };
+  resource: ResourceRef;
 }
 export interface PermissionsCheckReply {
   allowed: boolean;
+}
+/** A resource was created: its creator gets FULL_CONTROL as owner (kept by "delete all"). */
+export interface PermissionsOwnRequest {
+  resource: ResourceRef;
+  owner: string;
+}
+/** A resource was deleted: its grants go with it. */
+export interface PermissionsForgetRequest {
+  resource: ResourceRef;
 }
 
 interface SubjectInfo {
@@ -46,6 +60,8 @@ interface SubjectInfo {
 export interface RequestSubjects {
   'identity.resolve': { request: IdentityResolveRequest; reply: IdentityResolveReply };
   'permissions.check': { request: PermissionsCheckRequest; reply: PermissionsCheckReply };
+  'permissions.own': { request: PermissionsOwnRequest; reply: { added: number } };
+  'permissions.forget': { request: PermissionsForgetRequest; reply: { deleted: number } };
 }
 
 export const SUBJECTS = {
@@ -60,6 +76,18 @@ export const SUBJECTS = {
     publishers: ['registry', 'build', 'execution', 'source-cache', 'process'],
     consumers: ['permissions'],
     description: 'May this identity perform this action on this resource?',
+  },
+  'permissions.own': {
+    kind: 'request',
+    publishers: ['registry'],
+    consumers: ['permissions'],
+    description: 'A namespace or repository was created: grant its creator FULL_CONTROL as owner.',
+  },
+  'permissions.forget': {
+    kind: 'request',
+    publishers: ['registry'],
+    consumers: ['permissions'],
+    description: 'A namespace or repository was deleted: drop its grants.',
   },
   'events.permissions.user.registered': {
     kind: 'event',

@@ -3,11 +3,18 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { createService, serveRequests, type OpenApiDocument } from '@dockyard/kit';
-import { loadDocument, type IdentityResolveRequest } from '@dockyard/contracts';
+import {
+  loadDocument,
+  type IdentityResolveRequest,
+  type PermissionsCheckRequest,
+  type PermissionsForgetRequest,
+  type PermissionsOwnRequest,
+} from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { PermissionsConfig } from './config.js';
 import { Accounts } from './domain/accounts.js';
 import { Groups } from './domain/groups.js';
+import { Grants } from './domain/grants.js';
 import { bootstrapAdmin, seedTestIdentities } from './domain/bootstrap.js';
 import { accountRoutes } from './routes/accounts.js';
 import { authRoutes } from './routes/auth.js';
@@ -54,7 +61,26 @@ export async function buildPermissionsApp(config: PermissionsConfig, fastify?: P
       event('token.revoked', { actor: by, resource: `token:${token.id}`, tokenId: token.id, login: token.user.login, tokenHash: token.tokenHash }),
   });
 
+  const grants = new Grants(prisma);
   serveRequests<IdentityResolveRequest, unknown>(app.nats, app.subjects.of('identity.resolve'), (req) => accounts.resolve(req.credential), app.log);
+  serveRequests<PermissionsCheckRequest, { allowed: boolean }>(
+    app.nats,
+    app.subjects.of('permissions.check'),
+    async ({ identity, action, resource }) => ({ allowed: await grants.allowed(identity, action, resource) }),
+    app.log,
+  );
+  serveRequests<PermissionsOwnRequest, { added: number }>(
+    app.nats,
+    app.subjects.of('permissions.own'),
+    async ({ resource, owner }) => ({ added: await grants.add(resource, 'USER', owner, 'FULL_CONTROL', true) }),
+    app.log,
+  );
+  serveRequests<PermissionsForgetRequest, { deleted: number }>(
+    app.nats,
+    app.subjects.of('permissions.forget'),
+    async ({ resource }) => ({ deleted: await grants.forget(resource) }),
+    app.log,
+  );
 
   const newAdminToken = await bootstrapAdmin(accounts, config.DOCKYARD_ADMIN_TOKEN);
   if (config.DOCKYARD_SEED_TEST_USERS) await seedTestIdentities(accounts);

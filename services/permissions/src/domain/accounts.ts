@@ -23,14 +23,24 @@ export interface UserFlags {
   roles?: string[];
 }
 
+/** Password hashing, argon2 by default (injectable so tests can count verifications). */
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  verify(hash: string, password: string): Promise<boolean>;
+}
+const argon2: PasswordHasher = { hash: (p) => argon2Hash(p), verify: (h, p) => argon2Verify(h, p) };
+
 /** Users, their passwords, confirmation, sessions and API tokens. */
 export class Accounts {
-  private readonly decoyHash = argon2Hash(newSecret());
+  private readonly decoyHash: Promise<string>;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly opts: AccountsOptions,
-  ) {}
+    private readonly passwords: PasswordHasher = argon2,
+  ) {
+    this.decoyHash = passwords.hash(newSecret());
+  }
 
   /** Kabuto's registration: the account exists unconfirmed until its confirmation token comes back. */
   async register(input: { login?: string; password?: string; email?: string }): Promise<{ userId: string; login: string; confirmationToken: string }> {
@@ -43,7 +53,7 @@ export class Accounts {
     const confirmationToken = newSecret();
     try {
       const user = await this.prisma.user.create({
-        data: { login, email: input.email, passwordHash: await argon2Hash(input.password), confirmationHash: hashSecret(confirmationToken) },
+        data: { login, email: input.email, passwordHash: await this.passwords.hash(input.password), confirmationHash: hashSecret(confirmationToken) },
       });
       return { userId: user.id, login, confirmationToken };
     } catch (err) {
@@ -65,7 +75,7 @@ export class Accounts {
     const user = await this.prisma.user.findUnique({ where: { login } });
     // An unknown login costs the same argon2 verification as a wrong password, so response
     // times do not tell which logins exist.
-    const ok = await argon2Verify(user?.passwordHash ?? (await this.decoyHash), password).catch(() => false);
+    const ok = await this.passwords.verify(user?.passwordHash ?? (await this.decoyHash), password).catch(() => false);
     if (!user?.passwordHash || !ok) throw unauthorized('Wrong login or password');
     if (!user.confirmed) throw forbidden(`Account ${user.login} is not confirmed`);
     if (user.disabled) throw forbidden(`Account ${user.login} is disabled`);
@@ -162,7 +172,7 @@ export class Accounts {
   /** Creates or updates a user directly (admin, seeding): confirmed, with the given flags. */
   async upsertUser(login: string, flags: UserFlags): Promise<UserWithGroups> {
     if (!LOGIN.test(login)) throw badRequest('login: must be 1-64 letters, digits, ".", "_" or "-"');
-    const passwordHash = flags.password ? await argon2Hash(flags.password) : undefined;
+    const passwordHash = flags.password ? await this.passwords.hash(flags.password) : undefined;
     const data = { admin: flags.admin, approved: flags.approved, disabled: flags.disabled, email: flags.email, roles: flags.roles, ...(passwordHash ? { passwordHash } : {}) };
     const user = await this.prisma.user.upsert({ where: { login }, create: { login, confirmed: true, ...data }, update: data, include: WITH_GROUPS });
     // A disabled account loses its sessions at once (its tokens stop resolving through `disabled`).

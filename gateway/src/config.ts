@@ -5,14 +5,12 @@ const upstream = z
   .string()
   .regex(/^https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*$/, 'must be one or more comma-separated http:// URLs');
 
-
-export const upstreamVariable = (service: ServiceName) => `DOCKYARD_${service.replace('-', '_').toUpperCase()}_URL`;
+export const upstreamVariable = (service: ServiceName) => `DOCKYARD_${service.replaceAll('-', '_').toUpperCase()}_URL`;
 
 const { DOCKYARD_DATA_DIR: _d, DOCKYARD_DB_SCHEMA: _s, DATABASE_URL: _u, DOCKYARD_BLOB_DIR: _b, DOCKYARD_GIT_ALLOW: _g, ...gatewayBase } = baseConfigShape;
 
-const shape = {
+const ownShape = {
   ...gatewayBase,
-  ...Object.fromEntries(SERVICE_NAMES.map((s) => [upstreamVariable(s), upstream])),
   /** How long a resolved credential is trusted before asking the permissions service again. */
   DOCKYARD_AUTH_CACHE_MS: z.coerce.number().int().min(0).max(600_000).default(5000),
   /** Requests per minute per identity (anonymous: per client address); 0 turns limits off. */
@@ -22,23 +20,18 @@ const shape = {
   DOCKYARD_ACCESS_LOG: envBool.default(true),
   /** Gateway processes sharing the port (0: one per CPU), as nginx runs one worker per core. */
   DOCKYARD_GATEWAY_WORKERS: z.coerce.number().int().min(0).max(64).default(0),
-} as const;
-
-export type GatewayConfig = z.infer<z.ZodObject<typeof gatewayBase>> & {
-  DOCKYARD_AUTH_CACHE_MS: number;
-  DOCKYARD_RATE_LIMIT: number;
-  DOCKYARD_JWT_SECRET?: string;
-  DOCKYARD_JWT_PUBLIC_KEY?: string;
-  DOCKYARD_ACCESS_LOG: boolean;
-  DOCKYARD_GATEWAY_WORKERS: number;
-  upstreams: Record<ServiceName, string[]>;
 };
+
+// One DOCKYARD_<SERVICE>_URL per service, read into `upstreams`.
+const shape = { ...ownShape, ...Object.fromEntries(SERVICE_NAMES.map((s) => [upstreamVariable(s), upstream])) };
+
+export type GatewayConfig = z.infer<z.ZodObject<typeof ownShape>> & { upstreams: Record<ServiceName, string[]> };
 
 /** The gateway's configuration: public port 8080 on all interfaces unless configured otherwise. */
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const defaults: Record<string, string> = { DOCKYARD_PORT: '8080', DOCKYARD_HOST: '0.0.0.0' };
   for (const s of SERVICE_NAMES) defaults[upstreamVariable(s)] = `http://127.0.0.1:${SERVICE_PORTS[s]}`;
-  const parsed = loadConfig(shape, env, defaults) as Record<string, unknown>;
-  const upstreams = Object.fromEntries(SERVICE_NAMES.map((s) => [s, String(parsed[upstreamVariable(s)]).split(',')])) as Record<ServiceName, string[]>;
-  return { ...(parsed as unknown as GatewayConfig), upstreams };
+  const parsed = loadConfig(shape, env, defaults);
+  const upstreams = Object.fromEntries(SERVICE_NAMES.map((s) => [s, String((parsed as Record<string, unknown>)[upstreamVariable(s)]).split(',')])) as Record<ServiceName, string[]>;
+  return { ...(parsed as z.infer<z.ZodObject<typeof ownShape>>), upstreams };
 }

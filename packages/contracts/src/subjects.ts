@@ -48,6 +48,20 @@ export interface PermissionsOwnRequest {
 export interface PermissionsForgetRequest {
   resource: ResourceRef;
 }
+/** Which resources may this identity act on at this level? Used to list only what a caller may see. */
+export interface PermissionsVisibleRequest {
+  identity: PermissionsCheckRequest['identity'];
+  action: PermissionLevel;
+}
+/**
+ * `all` for admins; otherwise the namespaces (whose every repository is covered) and the single
+ * repositories on which some grant gives the identity `action` (its own, its groups', AllUsers').
+ */
+export interface PermissionsVisibleReply {
+  all: boolean;
+  namespaces: string[];
+  repositories: string[];
+}
 
 interface SubjectInfo {
   kind: 'request' | 'event' | 'work' | 'log';
@@ -62,6 +76,7 @@ export interface RequestSubjects {
   'permissions.check': { request: PermissionsCheckRequest; reply: PermissionsCheckReply };
   'permissions.own': { request: PermissionsOwnRequest; reply: { added: number } };
   'permissions.forget': { request: PermissionsForgetRequest; reply: { deleted: number } };
+  'permissions.visible': { request: PermissionsVisibleRequest; reply: PermissionsVisibleReply };
 }
 
 export const SUBJECTS = {
@@ -88,6 +103,18 @@ export const SUBJECTS = {
     publishers: ['registry'],
     consumers: ['permissions'],
     description: 'A namespace or repository was deleted: drop its grants.',
+  },
+  'permissions.visible': {
+    kind: 'request',
+    publishers: ['registry', 'build', 'execution'],
+    consumers: ['permissions'],
+    description: 'Which namespaces and repositories may this identity act on at this level (for listings)?',
+  },
+  'events.permissions.grant.changed': {
+    kind: 'event',
+    publishers: ['permissions'],
+    consumers: ['registry', 'build', 'execution', 'source-cache', 'process'],
+    description: 'Grants on a namespace or repository changed; callers drop cached permission decisions (payload GrantChanged in openapi/events.yaml).',
   },
   'events.permissions.user.registered': {
     kind: 'event',

@@ -14,3 +14,4 @@ export * from './openapi.js';
 export * from './server.js';
 export * from './service.js';
 export * from './docker.js';
+export * from './permissions.js';

@@ -9,6 +9,9 @@ import {
   type PermissionsCheckRequest,
   type PermissionsForgetRequest,
   type PermissionsOwnRequest,
+  type PermissionsVisibleReply,
+  type PermissionsVisibleRequest,
+  type ResourceRef,
 } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { PermissionsConfig } from './config.js';
@@ -62,6 +65,9 @@ export async function buildPermissionsApp(config: PermissionsConfig, fastify?: P
   });
 
   const grants = new Grants(prisma);
+  // Every service caches permission decisions (kit PermissionsClient); this event drops them.
+  const grantChanged = (resource: ResourceRef, change: Record<string, unknown>, actor: string | null = null) =>
+    event('grant.changed', { actor, resource: `${resource.type}:${resource.name}`, resourceType: resource.type, resourceName: resource.name, ...change });
   serveRequests<IdentityResolveRequest, unknown>(app.nats, app.subjects.of('identity.resolve'), (req) => accounts.resolve(req.credential), app.log);
   serveRequests<PermissionsCheckRequest, { allowed: boolean }>(
     app.nats,
@@ -72,13 +78,27 @@ export async function buildPermissionsApp(config: PermissionsConfig, fastify?: P
   serveRequests<PermissionsOwnRequest, { added: number }>(
     app.nats,
     app.subjects.of('permissions.own'),
-    async ({ resource, owner }) => ({ added: await grants.add(resource, 'USER', owner, 'FULL_CONTROL', true) }),
+    async ({ resource, owner }) => {
+      const added = await grants.add(resource, 'USER', owner, 'FULL_CONTROL', true);
+      if (added) await grantChanged(resource, { operation: 'add', granteeType: 'USER', grantee: owner, permission: 'FULL_CONTROL', count: added });
+      return { added };
+    },
     app.log,
   );
   serveRequests<PermissionsForgetRequest, { deleted: number }>(
     app.nats,
     app.subjects.of('permissions.forget'),
-    async ({ resource }) => ({ deleted: await grants.forget(resource) }),
+    async ({ resource }) => {
+      const deleted = await grants.forget(resource);
+      if (deleted) await grantChanged(resource, { operation: 'delete', granteeType: null, grantee: null, permission: null, count: deleted });
+      return { deleted };
+    },
+    app.log,
+  );
+  serveRequests<PermissionsVisibleRequest, PermissionsVisibleReply>(
+    app.nats,
+    app.subjects.of('permissions.visible'),
+    async ({ identity, action }) => grants.visible(identity, action),
     app.log,
   );
 

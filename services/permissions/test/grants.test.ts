@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { request } from '@dockyard/kit';
+import { ANONYMOUS, PermissionsClient, request } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import type { PermissionLevel, PermissionsCheckRequest, ResourceRef } from '@dockyard/contracts';
 import { buildPermissionsApp } from '../src/app.js';
@@ -11,6 +11,14 @@ const repo = (name: string): ResourceRef => ({ type: 'repository', name });
 const ns = (name: string): ResourceRef => ({ type: 'namespace', name });
 const user = (login: string, groups: string[] = []) => ({ login, admin: false, groups });
 const anonymous = { login: null, admin: false, groups: [] };
+
+/** Polls a condition that becomes true asynchronously (an event's delivery); fails after 10 s. */
+async function waitFor(condition: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+    if (await condition()) return;
+  }
+  throw new Error('condition not reached within 10 s');
+}
 
 describe("ECR's permission model (permissions.check over real NATS, grants in PostgreSQL)", () => {
   let env: TestEnv;
@@ -71,6 +79,35 @@ describe("ECR's permission model (permissions.check over real NATS, grants in Po
     ]);
     // The owner's grant cannot be removed by naming it either.
     expect(await grants.remove(repo('sage/simple'), { granteeType: 'USER', grantee: 'testuser', permission: 'FULL_CONTROL' })).toBe(0);
+  });
+
+  it('tells which namespaces and repositories an identity may act on (for listings)', async () => {
+    const visible = (identity: PermissionsCheckRequest['identity'], action: PermissionLevel) =>
+      request(app.nats, app.subjects.of('permissions.visible'), { identity, action });
+    expect(await visible(user('testuser'), 'FULL_CONTROL')).toEqual({ all: false, namespaces: ['sage'], repositories: ['sage/other', 'sage/simple'] });
+    // testuser2 holds WRITE on the namespace (so READ on every repository in it), nothing at READ_ACP.
+    expect(await visible(user('testuser2'), 'READ')).toEqual({ all: false, namespaces: ['sage'], repositories: [] });
+    expect(await visible(user('testuser2'), 'READ_ACP')).toEqual({ all: false, namespaces: [], repositories: [] });
+    expect(await visible(user('carol', ['auditors']), 'READ_ACP')).toEqual({ all: false, namespaces: [], repositories: ['sage/other'] });
+    expect(await visible(anonymous, 'READ')).toEqual({ all: false, namespaces: [], repositories: [] });
+    expect(await visible({ login: 'root', admin: true, groups: [] }, 'READ')).toMatchObject({ all: true });
+  });
+
+  it('lets callers cache decisions, and drops them when grants change anywhere', async () => {
+    const client = new PermissionsClient(app.nats, app.subjects, { ttlMs: 600_000 });
+    const dave = { ...ANONYMOUS, id: 'u-dave', login: 'dave' };
+    expect(await client.allowed(dave, 'READ', repo('sage/simple'))).toBe(false);
+    await expect(client.require(dave, 'READ', repo('sage/simple'))).rejects.toMatchObject({
+      statusCode: 401,
+      message: 'Not authorized. (User dave does not have permission READ for repository sage/simple)',
+    });
+    // Ownership given by another process: the grant.changed event reaches this client's cache.
+    await request(app.nats, app.subjects.of('permissions.own'), { resource: repo('sage/simple'), owner: 'dave' });
+    await waitFor(async () => (await client.allowed(dave, 'READ', repo('sage/simple'))) === true);
+    // Through the client itself the change is visible at once, event or not.
+    await client.forget(repo('sage/simple'));
+    expect(await client.allowed(dave, 'READ', repo('sage/simple'))).toBe(false);
+    await client.own(repo('sage/simple'), 'testuser');
   });
 
   it('forgets a deleted namespace with its repositories, and refuses malformed names', async () => {

@@ -44,6 +44,13 @@ function governing(resource: ResourceRef): { resourceType: string; resourceName:
   ];
 }
 
+/** The grantees whose grants apply to `who`: itself, its groups and AllUsers (everyone, anonymous too). */
+function granteesOf(who: Grantee): { granteeType: string; grantee: string }[] {
+  const grantees = [{ granteeType: 'GROUP', grantee: ALL_USERS }, ...who.groups.map((g) => ({ granteeType: 'GROUP', grantee: g }))];
+  if (who.login) grantees.push({ granteeType: 'USER', grantee: who.login });
+  return grantees;
+}
+
 function validate(resource: ResourceRef): void {
   const parts = resource.name.split('/');
   const expected = resource.type === 'namespace' ? 1 : 2;
@@ -57,13 +64,26 @@ export class Grants {
   /** May `who` perform `action` on `resource`? Admins may do anything; AllUsers grants apply to everyone. */
   async allowed(who: Grantee, action: PermissionLevel, resource: ResourceRef): Promise<boolean> {
     if (who.admin) return true;
-    const grantees = [{ granteeType: 'GROUP', grantee: ALL_USERS }, ...who.groups.map((g) => ({ granteeType: 'GROUP', grantee: g }))];
-    if (who.login) grantees.push({ granteeType: 'USER', grantee: who.login });
     const match = await this.prisma.grant.findFirst({
-      where: { OR: governing(resource), permission: { in: SATISFIES[action] }, AND: [{ OR: grantees }] },
+      where: { OR: governing(resource), permission: { in: SATISFIES[action] }, AND: [{ OR: granteesOf(who) }] },
       select: { id: true },
     });
     return match !== null;
+  }
+
+  /**
+   * The namespaces and repositories on which `who` holds `action` through some grant (its own, its
+   * groups', AllUsers'): what a listing may show. Admins see everything.
+   */
+  async visible(who: Grantee, action: PermissionLevel): Promise<{ all: boolean; namespaces: string[]; repositories: string[] }> {
+    if (who.admin) return { all: true, namespaces: [], repositories: [] };
+    const rows = await this.prisma.grant.findMany({
+      where: { permission: { in: SATISFIES[action] }, OR: granteesOf(who) },
+      select: { resourceType: true, resourceName: true },
+      distinct: ['resourceType', 'resourceName'],
+    });
+    const pick = (type: string) => rows.filter((r) => r.resourceType === type).map((r) => r.resourceName).sort();
+    return { all: false, namespaces: pick('namespace'), repositories: pick('repository') };
   }
 
   /** Adds a grant; 1 when new, 0 when it already existed (ECR's `{"added": n}`). */

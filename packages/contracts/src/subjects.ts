@@ -63,6 +63,70 @@ export interface PermissionsVisibleReply {
   repositories: string[];
 }
 
+/** An app version as the registry stores it (GET /apps/{ns}/{repo}/{ver}), for `registry.app.get`. */
+export interface RegistryApp {
+  id: string;
+  owner: string;
+  namespace: string;
+  name: string;
+  version: string;
+  frozen: boolean;
+  description?: string;
+  source: {
+    url: string;
+    branch?: string | null;
+    tag?: string | null;
+    directory?: string | null;
+    dockerfile?: string | null;
+    build_args?: Record<string, string> | null;
+    architectures?: string[] | null;
+  };
+  /** The source commit recorded when the version was submitted. */
+  commit: string;
+  /** Blob key of the source archive (registry-local), if one was kept. */
+  sourceArchive: string | null;
+  [key: string]: unknown;
+}
+export interface RegistryAppGetRequest {
+  namespace: string;
+  name: string;
+  version: string;
+}
+export interface RegistryAppGetReply {
+  app: RegistryApp | null;
+}
+
+/** A Kabuto image, as the build service answers `build.image.get`. */
+export interface BuildImageGetRequest {
+  id: string;
+}
+export interface BuildImageGetReply {
+  image: {
+    id: string;
+    owner: string;
+    name: string;
+    /** Pullable: `<registry>/kabuto/<owner>/<name>@sha256:...` (or a local tag when not pushed). */
+    reference: string;
+    state: 'PENDING' | 'SUCCESS' | 'FAILED' | 'FAILURE';
+  } | null;
+}
+
+/** A build asked for by another service; the context tar is first put in the object store (kit build-context.ts). */
+export interface BuildRequestRequest {
+  contextObject: string;
+  dockerfile: string;
+  buildArgs: Record<string, string>;
+  tags: string[];
+  nocache?: boolean;
+  platform?: string;
+  owner: string;
+  push?: boolean;
+  label?: string;
+}
+export interface BuildRequestReply {
+  buildId: string;
+}
+
 interface SubjectInfo {
   kind: 'request' | 'event' | 'work' | 'log';
   publishers: string[];
@@ -77,6 +141,9 @@ export interface RequestSubjects {
   'permissions.own': { request: PermissionsOwnRequest; reply: { added: number } };
   'permissions.forget': { request: PermissionsForgetRequest; reply: { deleted: number } };
   'permissions.visible': { request: PermissionsVisibleRequest; reply: PermissionsVisibleReply };
+  'registry.app.get': { request: RegistryAppGetRequest; reply: RegistryAppGetReply };
+  'build.image.get': { request: BuildImageGetRequest; reply: BuildImageGetReply };
+  'build.request': { request: BuildRequestRequest; reply: BuildRequestReply };
 }
 
 export const SUBJECTS = {
@@ -133,6 +200,60 @@ export const SUBJECTS = {
     publishers: ['permissions'],
     consumers: ['gateway'],
     description: 'An API token was revoked; gateways drop it from their credential cache (payload TokenRevoked).',
+  },
+  'registry.app.get': {
+    kind: 'request',
+    publishers: ['build'],
+    consumers: ['registry'],
+    description: 'An app version as stored, with its recorded source commit (ECR builds fetch what to build).',
+  },
+  'build.image.get': {
+    kind: 'request',
+    publishers: ['execution'],
+    consumers: ['build'],
+    description: 'A Kabuto image by id: owner, name, pullable reference, state.',
+  },
+  'build.request': {
+    kind: 'request',
+    publishers: ['process'],
+    consumers: ['build'],
+    description: 'Queue a build of a context tar from the object store (kit contextBucket); replies with the build id.',
+  },
+  'build.abort.<id>': {
+    kind: 'request',
+    publishers: ['build'],
+    consumers: ['build'],
+    description: 'Abort a running build (core NATS, every worker listens; the one running it stops it).',
+  },
+  'work.build': {
+    kind: 'work',
+    publishers: ['build'],
+    consumers: ['build'],
+    description: 'Work queue of builds (stream BUILD_WORK, payload {buildId}); acked once the result is stored.',
+  },
+  'events.build.build.queued': {
+    kind: 'event',
+    publishers: ['build'],
+    consumers: [],
+    description: 'A build was queued (payload BuildQueued in openapi/events.yaml).',
+  },
+  'events.build.build.started': {
+    kind: 'event',
+    publishers: ['build'],
+    consumers: [],
+    description: 'A worker started a build (payload BuildStarted).',
+  },
+  'events.build.build.finished': {
+    kind: 'event',
+    publishers: ['build'],
+    consumers: ['process'],
+    description: 'A build ended SUCCESS, FAILURE or ABORTED with image, digest and error (payload BuildFinished).',
+  },
+  'logs.build.<id>': {
+    kind: 'log',
+    publishers: ['build'],
+    consumers: ['gateway'],
+    description: 'Live build output, one message per line: {seq, platform, line}; a final {end: true, result}. Stored durably too.',
   },
 } as const satisfies Record<string, SubjectInfo>;
 

@@ -1,11 +1,33 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { createService, dockerPlugin } from '@dockyard/kit';
+import multipart from '@fastify/multipart';
+import {
+  createService,
+  dockerPlugin,
+  parseGitPolicy,
+  PermissionsClient,
+  serveRequests,
+  serviceDataDir,
+  type OpenApiDocument,
+} from '@dockyard/kit';
+import { loadDocument, type BuildImageGetReply, type BuildImageGetRequest, type BuildRequestReply, type BuildRequestRequest } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { BuildConfig } from './config.js';
+import { Builds } from './domain/builds.js';
+import { requestBuild } from './domain/requests.js';
+import { Builder } from './worker/builder.js';
+import { imageRoutes } from './routes/images.js';
+import { ecrRoutes } from './routes/ecr.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    builds: Builds;
+    builder: Builder | null;
+  }
+}
 
 /** The build service: every image build on the Docker engine: ECR app builds, Kabuto images, REE environments. */
 export async function buildBuildApp(config: BuildConfig, fastify?: Partial<FastifyServerOptions>): Promise<FastifyInstance> {
@@ -17,5 +39,62 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
     fastify,
   });
   await app.register(dockerPlugin, { registry: config.DOCKYARD_REGISTRY });
+  const limits = { maxBytes: config.DOCKYARD_BUILD_CONTEXT_MAX_BYTES, maxFiles: config.DOCKYARD_BUILD_CONTEXT_MAX_FILES };
+  await app.register(multipart, {
+    // Raw part names, so an attachment called "../x" is refused rather than silently renamed.
+    preservePath: true,
+    limits: { fileSize: limits.maxBytes, files: limits.maxFiles, fields: 20, fieldSize: 1024 * 1024, parts: limits.maxFiles + 20 },
+  });
+  const prisma = app.db.prisma as unknown as PrismaClient;
+  const builds = new Builds(prisma, app.nats, app.subjects, app.events);
+  const policy = parseGitPolicy(config.DOCKYARD_GIT_ALLOW);
+  const permissions = new PermissionsClient(app.nats, app.subjects);
+  const doc = await loadDocument<OpenApiDocument>('build');
+  const dataDir = serviceDataDir(config, 'build');
+  app.decorate('builds', builds);
+
+  await app.register(ecrRoutes, { doc, builds, permissions, policy, registry: config.DOCKYARD_REGISTRY });
+  await app.register(imageRoutes, { doc, builds, policy, registry: config.DOCKYARD_REGISTRY, limits, tmpDir: path.join(dataDir, 'uploads') });
+
+  serveRequests<BuildImageGetRequest, BuildImageGetReply>(
+    app.nats,
+    app.subjects.of('build.image.get'),
+    async ({ id }) => {
+      if (!/^[1-9][0-9]{0,9}$/.test(String(id))) return { image: null };
+      const image = await prisma.image.findUnique({ where: { id: Number(id) } });
+      return { image: image && { id: String(image.id), owner: image.owner, name: image.name, reference: image.reference, state: 'SUCCESS' } };
+    },
+    app.log,
+  );
+  serveRequests<BuildRequestRequest, BuildRequestReply>(
+    app.nats,
+    app.subjects.of('build.request'),
+    async (req) => ({ buildId: (await requestBuild(builds, req)).id }),
+    app.log,
+  );
+
+  let builder: Builder | null = null;
+  if (config.DOCKYARD_ROLE !== 'api') {
+    builder = new Builder({
+      builds,
+      docker: app.docker,
+      nc: app.nats,
+      blobs: app.blobs,
+      log: app.log,
+      policy,
+      registry: config.DOCKYARD_REGISTRY,
+      workDir: path.join(dataDir, 'work'),
+      concurrency: config.DOCKYARD_BUILD_CONCURRENCY,
+      timeoutMs: config.DOCKYARD_BUILD_TIMEOUT_S * 1000,
+      ackWaitMs: config.DOCKYARD_BUILD_ACK_WAIT_MS,
+      maxAttempts: config.DOCKYARD_BUILD_MAX_ATTEMPTS,
+      limits,
+      platforms: config.DOCKYARD_BUILD_PLATFORMS?.split(','),
+    });
+    app.addHook('onReady', async () => builder!.start());
+    // Before NATS drains: running builds go back to the queue for another worker.
+    app.addHook('preClose', async () => builder!.stop());
+  }
+  app.decorate('builder', builder);
   return app;
 }

@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { run } from './helpers.js';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.once('error', reject);
+  });
+}
+
+/** `git daemon` serving every repository under `base` on a free local port. */
+export async function gitDaemon(base: string): Promise<{ url: (repo: string) => string; stop: () => void; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${base}`, `--port=${port}`, '--listen=127.0.0.1', base], { stdio: 'ignore' });
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.end();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (i > 100) throw new Error('git daemon did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { url: (repo) => `git://127.0.0.1:${port}/${repo}`, stop: () => child.kill(), child };
+}
+
+const git = (cwd: string, ...args: string[]) =>
+  run('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.org', '-c', 'init.defaultBranch=main', ...args], { cwd });
+
+export interface AppRepo {
+  dir: string;
+  rev: (ref: string) => Promise<string>;
+}
+
+/**
+ * The app repository the ECR tests build: a root Dockerfile using a build arg, `app/` with a
+ * differently named Dockerfile whose marker differs on branch `feature` and tag `v1.0`, a failing
+ * build, a slow one (abort), and (branch `escape`) a symlink pointing outside the repository.
+ */
+export async function makeAppRepo(dir: string, label: string): Promise<AppRepo> {
+  // Every image of this run, intermediate ones included, carries the run's label (cleanup; no cache across runs).
+  const from = `FROM dockyard/busybox:latest\nLABEL dockyard.prefix=${label}\n`;
+  await mkdir(path.join(dir, 'app'), { recursive: true });
+  await git(dir, 'init', '-q');
+  const write = (file: string, text: string) => mkdir(path.dirname(path.join(dir, file)), { recursive: true }).then(() => writeFile(path.join(dir, file), text));
+  await write('Dockerfile', from + 'ARG GREETING=none\nRUN echo "greeting=$GREETING"\nCOPY app/marker.txt /marker.txt\n');
+  await write('app/Dockerfile_sage', from + 'COPY marker.txt /marker.txt\nRUN echo "marker=$(cat /marker.txt)"\n');
+  await write('app/marker.txt', 'tagged');
+  await write('fail/Dockerfile', from + 'RUN echo "this step fails" && exit 3\n');
+  await write('slow/Dockerfile', from + 'RUN echo slow-start && sleep 60\n');
+  await git(dir, 'add', '-A');
+  await git(dir, 'commit', '-qm', 'tagged');
+  await git(dir, 'tag', 'v1.0');
+  await write('app/marker.txt', 'main-branch');
+  await git(dir, 'commit', '-qam', 'main');
+  await git(dir, 'checkout', '-qb', 'feature');
+  await write('app/marker.txt', 'feature-branch');
+  await git(dir, 'commit', '-qam', 'feature');
+  // Branch `escape`: a symlink pointing outside the repository (kept off main, whose root is a context).
+  await git(dir, 'checkout', '-q', 'main');
+  await git(dir, 'checkout', '-qb', 'escape');
+  await write('escape/Dockerfile', from + 'COPY . /x\n');
+  await symlink('../../../../etc/passwd', path.join(dir, 'escape/passwd'));
+  await git(dir, 'add', '-A');
+  await git(dir, 'commit', '-qm', 'escape');
+  await git(dir, 'checkout', '-q', 'main');
+  return { dir, rev: async (ref) => (await git(dir, 'rev-parse', ref)).stdout.trim() };
+}

@@ -29,10 +29,25 @@ async function store(nc: NatsConnection, subjects: Subjects): Promise<ObjectStor
   return os;
 }
 
+/** Any byte stream (a Node Readable, a tar-stream pack...) as a web ReadableStream, pulled on demand. */
+function toWebStream(source: AsyncIterable<Uint8Array | string>): ReadableStream<Uint8Array> {
+  const it = source[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await it.next();
+      if (done) controller.close();
+      else controller.enqueue(typeof value === 'string' ? new TextEncoder().encode(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+    },
+    async cancel() {
+      await it.return?.();
+    },
+  });
+}
+
 /** Puts a build context (a tar stream) under `name`; streamed in chunks, never buffered whole. */
-export async function putBuildContext(nc: NatsConnection, subjects: Subjects, name: string, tar: Readable): Promise<ObjectInfo> {
+export async function putBuildContext(nc: NatsConnection, subjects: Subjects, name: string, tar: AsyncIterable<Uint8Array | string>): Promise<ObjectInfo> {
   const os = await store(nc, subjects);
-  return os.put({ name }, Readable.toWeb(tar) as unknown as ReadableStream<Uint8Array>);
+  return os.put({ name }, toWebStream(tar));
 }
 
 /** The context tar stored under `name`, or null when there is none. */

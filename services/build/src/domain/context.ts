@@ -139,7 +139,7 @@ export async function sanitizeTar(input: Readable, file: string, limits: Context
       }
       let normal: string;
       try {
-        normal = safeRelativePath(name, `Context entry "${h.name}"`);
+        normal = safeRelativePath(h.name, "Context entry");
       } catch (err) {
         throw fail((err as Error).message);
       }

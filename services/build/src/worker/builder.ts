@@ -336,12 +336,20 @@ export class Builder {
     })) as Readable;
     let error: string | null = null;
     let partial = '';
+    // The step container running now (" ---> Running in <id>"): removed on abort, since the
+    // engine may keep a RUN step going for a while after the client went away.
+    let container: string | null = null;
     const onEvent = (e: { stream?: string; status?: string; id?: string; progressDetail?: { current?: number }; error?: string; errorDetail?: { message?: string } }) => {
       if (e.stream) {
         const text = partial + e.stream;
         const parts = text.split('\n');
         partial = parts.pop() ?? '';
-        for (const l of parts) if (l.trim()) o.line(l);
+        for (const l of parts) {
+          if (!l.trim()) continue;
+          const running = /^ ---> Running in ([0-9a-f]{12,64})$/.exec(l);
+          if (running) container = running[1];
+          o.line(l);
+        }
       } else if (e.status && !e.progressDetail?.current) o.line(e.id ? `${e.id}: ${e.status}` : e.status);
       if (e.error) {
         error = e.errorDetail?.message ?? e.error;
@@ -351,7 +359,8 @@ export class Builder {
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         stream.destroy();
-        reject(new Error('aborted'));
+        const removed = container ? this.o.docker.getContainer(container).remove({ force: true }).catch(() => undefined) : Promise.resolve();
+        void removed.then(() => reject(new Error('aborted')));
       };
       o.signal.addEventListener('abort', onAbort, { once: true });
       context.once('error', (err) => {

@@ -1,0 +1,131 @@
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import type { FastifyInstance } from 'fastify';
+import { putBuildContext, request } from '@dockyard/kit';
+import { testEnv, type TestEnv } from '@dockyard/kit/testing';
+import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
+import { buildEnded, collect, docker, removeImages, startBuild, waitFor } from './helpers.js';
+
+type Entry = { name: string; text?: string; type?: 'symlink' | 'file'; linkname?: string };
+
+/** A context tar made in memory (small). */
+function contextTar(entries: Entry[]): Readable {
+  const pack = tar.pack();
+  for (const e of entries) {
+    if (e.type === 'symlink') pack.entry({ name: e.name, type: 'symlink', linkname: e.linkname });
+    else pack.entry({ name: e.name }, e.text ?? '');
+  }
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+describe('The build worker: build.request contexts, recovery from a stopped worker, time limit', () => {
+  let env: TestEnv;
+  let app: FastifyInstance;
+  // Every image of the run carries its label (intermediate layers too), so cleanup finds them all.
+  const from = () => `FROM dockyard/busybox:latest\nLABEL dockyard.prefix=${env.id}.\n`;
+
+  const ask = async (name: string, entries: Entry[], extra: Partial<BuildRequestRequest> = {}) => {
+    await putBuildContext(app.nats, app.subjects, name, contextTar(entries));
+    return request<BuildRequestRequest, BuildRequestReply>(app.nats, app.subjects.of('build.request'), {
+      contextObject: name,
+      dockerfile: 'Dockerfile',
+      buildArgs: {},
+      tags: [],
+      owner: 'process-user',
+      ...extra,
+    });
+  };
+  const logText = async (id: string) => (await app.builds.logLines(id)).map((l) => l.line).join('\n');
+
+  beforeAll(async () => {
+    env = testEnv();
+    app = await startBuild(env, { DOCKYARD_BUILD_CONCURRENCY: '1', DOCKYARD_BUILD_ACK_WAIT_MS: '3000' });
+  });
+  afterAll(async () => {
+    await app.close();
+    await removeImages(env);
+    await env.cleanup();
+  });
+
+  it('builds a context from the object store (build.request), pushes the tags asked for, announces the result', async () => {
+    const events = collect(app, 'events.build.build.finished');
+    const tag = `127.0.0.1:5000/process/${env.id}/env:1`;
+    const { buildId } = await ask('ctx-ok', [
+      { name: 'Dockerfile', text: `${from()}ARG WHO\nCOPY data/hello.txt /hello.txt\nRUN cat /hello.txt && echo "who=$WHO"\n` },
+      { name: 'data/hello.txt', text: 'hello from the object store\n' },
+      { name: 'data/link', type: 'symlink', linkname: 'hello.txt' },
+    ], { tags: [tag], push: true, buildArgs: { WHO: 'process' } });
+    const build = await buildEnded(app, buildId);
+    expect(build).toMatchObject({ state: 'SUCCESS', kind: 'process', image: tag, digest: expect.stringMatching(/^sha256:/) });
+    const text = await logText(buildId);
+    expect(text).toContain('hello from the object store');
+    expect(text).toContain('who=process');
+    await waitFor(async () => (events.some((e) => e.data.buildId === buildId) ? true : undefined), 10_000, 'finished event');
+    expect(events.find((e) => e.data.buildId === buildId)?.data).toMatchObject({ kind: 'process', result: 'SUCCESS', image: tag, digest: build.digest, resource: `build:${buildId}` });
+    const manifest = await fetch(`http://127.0.0.1:5000/v2/process/${env.id}/env/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    expect(manifest.headers.get('docker-content-digest')).toBe(build.digest);
+    await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
+  });
+
+  it('refuses contexts whose entries or symlinks escape, and bad requests', async () => {
+    const cases: [Entry[], string][] = [
+      [[{ name: 'Dockerfile', text: from() }, { name: '../evil', text: 'x' }], 'Context entry "../evil" escapes the build context'],
+      [[{ name: 'Dockerfile', text: from() }, { name: 'abs', type: 'symlink', linkname: '/etc/passwd' }], 'Symlink abs points outside the build context (/etc/passwd)'],
+      [[{ name: 'Dockerfile', text: from() }, { name: 'a/up', type: 'symlink', linkname: '../../etc' }], 'Symlink a/up points outside the build context (../../etc)'],
+    ];
+    for (const [i, [entries, message]] of cases.entries()) {
+      const { buildId } = await ask(`ctx-bad-${i}`, entries);
+      expect(await buildEnded(app, buildId)).toMatchObject({ state: 'FAILURE', errorSource: 'build', error: message });
+    }
+    await expect(ask('ctx-x', [], { dockerfile: '../Dockerfile' })).rejects.toThrow('dockerfile "../Dockerfile" escapes the build context');
+    await expect(ask('ctx-x', [], { tags: ['Not a tag!'] })).rejects.toThrow('tags must be image references');
+    const { buildId } = await request<BuildRequestRequest, BuildRequestReply>(app.nats, app.subjects.of('build.request'), {
+      contextObject: 'never-put',
+      dockerfile: 'Dockerfile',
+      buildArgs: {},
+      tags: [],
+      owner: 'x',
+    });
+    expect(await buildEnded(app, buildId)).toMatchObject({ state: 'FAILURE', error: 'The build context never-put is not in the object store' });
+  });
+
+  it('retries a build whose worker stopped mid-build, then gives up with the reason; enforces the time limit', async () => {
+    const slow = [{ name: 'Dockerfile', text: `${from()}RUN echo started && sleep 4 && echo finished\n` }];
+    const { buildId } = await ask('ctx-slow', slow);
+    await waitFor(async () => ((await logText(buildId)).includes('started') ? true : undefined), 60_000, 'build running');
+    // The worker goes away mid-build; a new one on the same database and NATS prefix takes over.
+    await app.close();
+    app = await startBuild(env, { DOCKYARD_BUILD_CONCURRENCY: '1', DOCKYARD_BUILD_ACK_WAIT_MS: '3000' });
+    const retried = await buildEnded(app, buildId);
+    expect(retried).toMatchObject({ state: 'SUCCESS', attempts: 2 });
+    expect(await logText(buildId)).toMatch(/stopped mid-build; retrying \(attempt 2 of 2\)/);
+
+    // With one attempt allowed, the next interrupted build ends FAILURE with the reason.
+    const second = await ask('ctx-slow-2', [{ name: 'Dockerfile', text: `${from()}RUN echo started-2 && sleep 4\n` }]);
+    await waitFor(async () => ((await logText(second.buildId)).includes('started-2') ? true : undefined), 60_000, 'second build running');
+    await app.close();
+    app = await startBuild(env, { DOCKYARD_BUILD_CONCURRENCY: '1', DOCKYARD_BUILD_ACK_WAIT_MS: '3000', DOCKYARD_BUILD_MAX_ATTEMPTS: '1', DOCKYARD_BUILD_TIMEOUT_S: '3' });
+    expect(await buildEnded(app, second.buildId)).toMatchObject({
+      state: 'FAILURE',
+      errorSource: 'service',
+      error: 'The worker building this stopped mid-build (1 of 1 attempts made)',
+    });
+
+    // This worker's time limit is 3 s.
+    const long = await ask('ctx-long', [{ name: 'Dockerfile', text: `${from()}RUN sleep 30\n` }]);
+    expect(await buildEnded(app, long.buildId)).toMatchObject({ state: 'FAILURE', errorSource: 'build', error: 'The build exceeded the time limit of 3 s' });
+
+    // A build whose worker vanished without trace (no heartbeat for long) is ended by the sweep.
+    await app.builds.prisma.build.create({
+      data: { id: '00000000-0000-4000-8000-000000000001', kind: 'process', state: 'BUILDING', spec: {}, worker: 'gone', heartbeatAt: new Date(Date.now() - 3_600_000) },
+    });
+    await app.builder!.sweep();
+    expect(await app.builds.prisma.build.findUnique({ where: { id: '00000000-0000-4000-8000-000000000001' } })).toMatchObject({
+      state: 'FAILURE',
+      error: expect.stringContaining('The worker building this (gone) stopped mid-build'),
+    });
+    const leftovers = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`dockyard.prefix=${env.id}.`] }) });
+    expect(leftovers.filter((c) => c.State === 'running').map((c) => [c.Command, c.Status])).toEqual([]);
+  });
+});

@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { FastifyInstance } from 'fastify';
-import { putBuildContext, request } from '@dockyard/kit';
+import { connectNats, json, putBuildContext, request, Subjects } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
 import { buildEnded, collect, docker, removeImages, startBuild, waitFor } from './helpers.js';
@@ -125,7 +126,55 @@ describe('The build worker: build.request contexts, recovery from a stopped work
       state: 'FAILURE',
       error: expect.stringContaining('The worker building this (gone) stopped mid-build'),
     });
-    const leftovers = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`dockyard.prefix=${env.id}.`] }) });
-    expect(leftovers.filter((c) => c.State === 'running').map((c) => [c.Command, c.Status])).toEqual([]);
+    // The step container of the timed-out build is stopped (the engine may take a moment to report it).
+    await waitFor(async () => {
+      const running = await docker.listContainers({ filters: JSON.stringify({ label: [`dockyard.prefix=${env.id}.`] }) });
+      return running.length ? undefined : true;
+    }, 15_000, 'no build container left running');
   });
+
+  it('a worker killed with SIGKILL mid-build: the work message is redelivered and another worker retries the build', async () => {
+    await app.close();
+    const nc = await connectNats(env.env.DOCKYARD_NATS_URL, 'test');
+    const subjects = new Subjects(env.env.DOCKYARD_NATS_PREFIX);
+    // A separate worker process, killed without any chance to clean up.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'services/build/src/server.ts'], {
+      env: { ...process.env, ...env.serviceEnv('build'), DOCKYARD_DB_SCHEMA: `${env.id}_build`, DOCKYARD_BUILD_ACK_WAIT_MS: '3000' },
+      stdio: 'ignore',
+    });
+    try {
+      await putBuildContext(nc, subjects, 'ctx-killed', contextTar([{ name: 'Dockerfile', text: `${from()}RUN echo killed-start && sleep 4 && echo killed-end\n` }]));
+      const started = nc.subscribe(subjects.of('events.build.build.started'), { max: 1 });
+      // The process takes a few seconds to start: ask until it answers.
+      const { buildId } = await waitFor(
+        () =>
+          request<BuildRequestRequest, BuildRequestReply>(nc, subjects.of('build.request'), {
+            contextObject: 'ctx-killed',
+            dockerfile: 'Dockerfile',
+            buildArgs: {},
+            tags: [],
+            owner: 'process-user',
+          }).catch((err: Error) => {
+            if (/no responders/.test(err.message)) return undefined;
+            throw err;
+          }),
+        60_000,
+        'the worker process answering',
+      );
+      const logs = nc.subscribe(subjects.of(`logs.build.${buildId}`));
+      for await (const m of started) expect(json.decode<{ buildId: string }>(m.data).buildId).toBe(buildId);
+      for await (const m of logs) if (json.decode<{ line?: string }>(m.data).line === 'killed-start') break;
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      await nc.drain();
+    }
+    app = await startBuild(env, { DOCKYARD_BUILD_ACK_WAIT_MS: '3000' });
+    const build = await app.builds.prisma.build.findFirstOrThrow({ where: { spec: { path: ['context', 'name'], equals: 'ctx-killed' } } });
+    const retried = await buildEnded(app, build.id, 60_000);
+    expect(retried).toMatchObject({ state: 'SUCCESS', attempts: 2 });
+    const text = await logText(build.id);
+    expect(text).toMatch(/stopped mid-build; retrying \(attempt 2 of 2\)/);
+    expect(text).toContain('killed-end');
+  }, 90_000);
 });

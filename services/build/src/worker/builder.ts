@@ -359,7 +359,14 @@ export class Builder {
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         stream.destroy();
-        const removed = container ? this.o.docker.getContainer(container).remove({ force: true }).catch(() => undefined) : Promise.resolve();
+        const step = container ? this.o.docker.getContainer(container) : null;
+        const removed = step
+          ? step
+              .kill()
+              .catch(() => undefined)
+              .then(() => step.remove({ force: true }))
+              .catch(() => undefined)
+          : Promise.resolve();
         void removed.then(() => reject(new Error('aborted')));
       };
       o.signal.addEventListener('abort', onAbort, { once: true });

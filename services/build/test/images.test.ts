@@ -1,3 +1,5 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { request } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
@@ -31,7 +33,8 @@ describe('Kabuto images on the real Docker engine and registry', () => {
 
   beforeAll(async () => {
     env = testEnv();
-    app = await startBuild(env);
+    // Small context limits, so the limit test needs no large upload.
+    app = await startBuild(env, { DOCKYARD_BUILD_CONTEXT_MAX_BYTES: '4096', DOCKYARD_BUILD_CONTEXT_MAX_FILES: '4' });
   });
   afterAll(async () => {
     await app.close();
@@ -120,5 +123,13 @@ describe('Kabuto images on the real Docker engine and registry', () => {
     expect(anon.statusCode).toBe(401);
     expect((await app.inject({ url: '/image/build/00000000-0000-0000-0000-000000000000', headers: as(env, alice) })).statusCode).toBe(404);
     expect(await docker.ping()).toBeTruthy();
+  });
+
+  it('refuses contexts over the size or file-count limit with 413, leaving nothing staged', async () => {
+    const big = await post(alice, multipart({ name: 'big', dockerfile: 'FROM scratch\n' }, [{ name: 'big.bin', content: 'x'.repeat(5000) }]));
+    expect(big.statusCode).toBe(413);
+    const many = await post(alice, multipart({ name: 'many', dockerfile: 'FROM scratch\n' }, ['a', 'b', 'c', 'd', 'e'].map((n) => ({ name: n, content: n }))));
+    expect([many.statusCode, many.json().error]).toEqual([413, expect.stringMatching(/files/)]);
+    expect(await readdir(path.join(env.dataDir, 'build', 'uploads'))).toEqual([]);
   });
 });

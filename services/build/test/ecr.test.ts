@@ -2,10 +2,12 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { request, serveRequests } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import type { RegistryApp, RegistryAppGetReply, RegistryAppGetRequest } from '@dockyard/contracts';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { rawDocument, type RegistryApp, type RegistryAppGetReply, type RegistryAppGetRequest } from '@dockyard/contracts';
 import { buildPermissionsApp } from '../../permissions/src/app.js';
 import { loadPermissionsConfig } from '../../permissions/src/config.js';
-import { as, buildEnded, docker, removeImages, startBuild, user, waitFor } from './helpers.js';
+import { as, buildEnded, collect, docker, removeImages, startBuild, user, waitFor } from './helpers.js';
 import { gitDaemon, makeAppRepo, type AppRepo } from './git-fixture.js';
 
 describe('ECR builds from a git repository (git daemon, real engine, registry, permissions service)', () => {
@@ -17,6 +19,7 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
   const apps = new Map<string, RegistryApp>();
   const alice = user('alice');
   const pushed: string[] = [];
+  let events: ReturnType<typeof collect>;
 
   /** A fixture app version, as the registry would store it. */
   const fixture = (version: string, source: Partial<RegistryApp['source']>, commit = '') => {
@@ -49,6 +52,7 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
     await permissions.ready();
     await request(permissions.nats, permissions.subjects.of('permissions.own'), { resource: { type: 'repository', name: 'sage/simple' }, owner: 'alice' });
     app = await startBuild(env, { DOCKYARD_GIT_ALLOW: '127.0.0.1' });
+    events = collect(app, 'events.build.build.>');
     // The registry service answers registry.app.get in production; this test stands up a small
     // responder on the same NATS connection that serves the fixture apps above.
     serveRequests<RegistryAppGetRequest, RegistryAppGetReply>(
@@ -186,5 +190,21 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
     expect(done.output).toEqual(expect.arrayContaining(['greeting=none']));
     const image = (await app.inject({ url: `/image/${done.id}`, headers: as(env, alice) })).json();
     expect(image[done.id]).toMatchObject({ name: 'fromgit', dockerfile: null });
+  });
+
+  it('published every event in the shape openapi/events.yaml gives', async () => {
+    await app.nats.flush();
+    const doc = rawDocument('events') as { components: { schemas: Record<string, { 'x-subject'?: string }> } };
+    const ajv = new Ajv2020({ strict: false });
+    (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+    for (const [name, schema] of Object.entries(doc.components.schemas)) ajv.addSchema(schema, name);
+    const schemaFor = (subject: string) => Object.entries(doc.components.schemas).find(([, s]) => s['x-subject'] === subject)?.[0];
+    expect(new Set(events.map((e) => e.subject))).toEqual(new Set(['events.build.build.queued', 'events.build.build.started', 'events.build.build.finished']));
+    for (const { subject, data } of events) {
+      const validate = ajv.getSchema(schemaFor(subject)!)!;
+      expect({ subject, valid: validate(data), errors: validate.errors ?? null }).toEqual({ subject, valid: true, errors: null });
+    }
+    const results = events.filter((e) => e.subject.endsWith('finished')).map((e) => e.data.result);
+    expect(new Set(results)).toEqual(new Set(['SUCCESS', 'FAILURE', 'ABORTED']));
   });
 });

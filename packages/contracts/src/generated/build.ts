@@ -18,6 +18,8 @@ export interface paths {
          *     ABORTED), `timestamp` (start, ms since the epoch) and `duration` (ms), plus Dockyard's
          *     `url` (the log), `image`, `digest` and a per-platform breakdown. Needs READ on the
          *     repository (public apps: anonymous). Jenkins' other fields are not reproduced.
+         *     `building` is true while the build is queued or running (so a client polling on it does
+         *     not stop before the build started).
          */
         get: operations["getBuild"];
         put?: never;
@@ -32,6 +34,14 @@ export interface paths {
          *
          *     Needs an approved account (ECR's rule) and FULL_CONTROL on the repository. ECR's build
          *     server was Jenkins; the status shape of `GET` keeps Jenkins' field names.
+         *
+         *     Where Dockyard differs: the build's overall `result` is SUCCESS only when every platform
+         *     built; when some platforms built and others failed it is FAILURE (the built ones are still
+         *     pushed and listed with their digests in `platforms`). `source.directory` or
+         *     `source.dockerfile` escaping the repository is a 400 here; a symlink in the context
+         *     pointing outside the repository fails the build with a message naming it (the source is
+         *     only cloned by the worker). With several buildable platforms each gets its own tag
+         *     `<version>-<arch>` (no manifest list yet).
          */
         post: operations["createBuild"];
         /**
@@ -99,6 +109,9 @@ export interface paths {
          *     limited by `DOCKYARD_GIT_ALLOW`). Kabuto answered 200 with `{"error": ...}` when neither
          *     `dockerfile` nor `repo_url` was given; Dockyard answers 400. Attachment names that escape
          *     the context, too many files or too large a context are refused with 400 / 413.
+         *     Attachments are plain file names placed beside the Dockerfile (no directories; the name
+         *     `Dockerfile` is reserved). The image is pushed as
+         *     `<registry>/kabuto/<owner>/<name>:latest` and referenced by digest.
          */
         post: operations["createImage"];
         delete?: never;
@@ -147,7 +160,10 @@ export interface paths {
          * @description `{"state": "PENDING"}` while queued or running; `{"state": "SUCCESS", "id": <image_id>,
          *     "output": [...]}` once built and pushed; `{"state": "FAILED", "error", "output"}` when the
          *     Dockerfile failed; `{"state": "FAILURE", "error", "output"}` when the service itself
-         *     failed. `output` is the build output as a list of lines, as Kabuto returned it.
+         *     failed. `output` is the build output as a list of lines, as Kabuto returned it. A build
+         *     whose worker stopped mid-way is retried by another worker (a line in `output` says so)
+         *     or, after `DOCKYARD_BUILD_MAX_ATTEMPTS`, ends FAILURE with that reason; a build over the
+         *     time limit (`DOCKYARD_BUILD_TIMEOUT_S`) ends FAILED.
          *
          *     Where Dockyard differs: Kabuto answered PENDING for any unknown build id (Celery's
          *     behaviour) and showed anyone's build; Dockyard answers 404 for an unknown id or another

@@ -46,8 +46,8 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
 
   beforeAll(async () => {
     env = testEnv();
-    repo = await makeAppRepo(path.join(env.dataDir, 'git', 'simple'), `${env.id}.`);
     daemon = await gitDaemon(path.join(env.dataDir, 'git'));
+    repo = await makeAppRepo(path.join(env.dataDir, 'git', 'simple'), `${env.id}.`, daemon.url('lib'));
     ({ app: permissions } = await buildPermissionsApp(loadPermissionsConfig(env.serviceEnv('permissions'))));
     await permissions.ready();
     await request(permissions.nats, permissions.subjects.of('permissions.own'), { resource: { type: 'repository', name: 'sage/simple' }, owner: 'alice' });
@@ -111,6 +111,8 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
     expect(main.duration).toBeGreaterThan(0);
     expect(main.timestamp).toBeGreaterThan(Date.now() - 600_000);
     expect(await logs('1.0')).toContain('greeting=hello-build-arg');
+    expect(await logs('1.0')).toContain('from-submodule');
+    expect(await logs('1.0')).toContain('Fetching 1 submodule(s)');
     pushed.push('127.0.0.1:5000/sage/simple:1.0');
 
     // Pull back by digest after dropping the local tag.

@@ -18,6 +18,7 @@ async function freePort(): Promise<number> {
 /** `git daemon` serving every repository under `base` on a free local port. */
 export async function gitDaemon(base: string): Promise<{ url: (repo: string) => string; stop: () => void; child: ChildProcess }> {
   const port = await freePort();
+  await mkdir(base, { recursive: true });
   const child = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${base}`, `--port=${port}`, '--listen=127.0.0.1', base], { stdio: 'ignore' });
   for (let i = 0; ; i++) {
     const up = await new Promise<boolean>((resolve) => {
@@ -47,13 +48,21 @@ export interface AppRepo {
  * differently named Dockerfile whose marker differs on branch `feature` and tag `v1.0`, a failing
  * build, a slow one (abort), and (branch `escape`) a symlink pointing outside the repository.
  */
-export async function makeAppRepo(dir: string, label: string): Promise<AppRepo> {
+export async function makeAppRepo(dir: string, label: string, submoduleUrl: string): Promise<AppRepo> {
   // Every image of this run, intermediate ones included, carries the run's label (cleanup; no cache across runs).
   const from = `FROM dockyard/busybox:latest\nLABEL dockyard.prefix=${label}\n`;
   await mkdir(path.join(dir, 'app'), { recursive: true });
   await git(dir, 'init', '-q');
   const write = (file: string, text: string) => mkdir(path.dirname(path.join(dir, file)), { recursive: true }).then(() => writeFile(path.join(dir, file), text));
-  await write('Dockerfile', from + 'ARG GREETING=none\nRUN echo "greeting=$GREETING"\nCOPY app/marker.txt /marker.txt\n');
+  // A library repository beside it, included as a submodule at lib/.
+  const lib = path.join(path.dirname(dir), 'lib');
+  await mkdir(lib, { recursive: true });
+  await git(lib, 'init', '-q');
+  await writeFile(path.join(lib, 'lib.txt'), 'from-submodule\n');
+  await git(lib, 'add', '-A');
+  await git(lib, 'commit', '-qm', 'lib');
+  await git(dir, 'submodule', '--quiet', 'add', submoduleUrl, 'lib');
+  await write('Dockerfile', from + 'ARG GREETING=none\nRUN echo "greeting=$GREETING"\nCOPY app/marker.txt /marker.txt\nCOPY lib/lib.txt /lib.txt\nRUN cat /lib.txt\n');
   await write('app/Dockerfile_sage', from + 'COPY marker.txt /marker.txt\nRUN echo "marker=$(cat /marker.txt)"\n');
   await write('app/marker.txt', 'tagged');
   await write('fail/Dockerfile', from + 'RUN echo "this step fails" && exit 3\n');

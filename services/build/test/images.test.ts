@@ -132,4 +132,21 @@ describe('Kabuto images on the real Docker engine and registry', () => {
     expect([many.statusCode, many.json().error]).toEqual([413, expect.stringMatching(/files/)]);
     expect(await readdir(path.join(env.dataDir, 'build', 'uploads'))).toEqual([]);
   });
+
+  it('runs DOCKYARD_BUILD_CONCURRENCY (2) builds at the same time, and aborts them', async () => {
+    const ids: string[] = [];
+    for (const n of ['one', 'two']) {
+      const res = await post(alice, multipart({ name: `slow-${n}`, dockerfile: `FROM dockyard/busybox:latest\nRUN echo started-${n} && sleep 60\n` }));
+      ids.push(res.json().build_id);
+    }
+    // Each sleeps a minute: both logs show their start only if they run side by side.
+    await waitFor(async () => {
+      const lines = await Promise.all(ids.map((id) => app.builds.logLines(id)));
+      return lines.every((l, i) => l.some((x) => x.line === `started-${i ? 'two' : 'one'}`)) ? true : undefined;
+    }, 60_000, 'both builds running');
+    const rows = await app.builds.prisma.build.findMany({ where: { id: { in: ids } } });
+    expect(rows.map((r) => r.state)).toEqual(['BUILDING', 'BUILDING']);
+    for (const row of rows) await app.builds.abort(row);
+    for (const id of ids) expect(await finished(alice, id)).toMatchObject({ state: 'FAILURE', error: 'Aborted' });
+  });
 });

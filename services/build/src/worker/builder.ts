@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { FastifyBaseLogger } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { consumeWorkQueue, deleteBuildContext, getBuildContext, json, type BlobStore, type GitPolicy, type JsMsg } from '@dockyard/kit';
+import { consumeWorkQueue, deleteBuildContext, getBuildContext, json, type BlobStore, type GitPolicy } from '@dockyard/kit';
 import type { Build } from '../generated/prisma/client.js';
 import { WORK_STREAM, WORK_SUBJECT, platformsOf, specOf, type Builds } from '../domain/builds.js';
 import { packEntries, sanitizeTar, scanContext, type ContextLimits } from '../domain/context.js';
@@ -99,7 +99,7 @@ export class Builder {
       stream: this.o.builds.subjects.stream(WORK_STREAM),
       subject: this.o.builds.subjects.of(WORK_SUBJECT),
       durable: 'build-workers',
-      handle: (payload, msg) => this.handle(payload.buildId, msg),
+      handle: (payload) => this.handle(payload.buildId),
       log: this.o.log,
       ackWaitMs: this.o.ackWaitMs,
       concurrency: this.o.concurrency,
@@ -131,7 +131,7 @@ export class Builder {
     }
   }
 
-  private async handle(buildId: string, msg: JsMsg): Promise<void> {
+  private async handle(buildId: string): Promise<void> {
     // Shutting down: hand the message back at once (nak), another worker takes it.
     if (this.closing) throw new Error('worker shutting down');
     const { builds } = this.o;
@@ -209,7 +209,6 @@ export class Builder {
     const finished = await builds.finish(current.id, ['BUILDING'], { ...outcome, imageId });
     if (!finished && imageId) await builds.prisma.image.delete({ where: { id: imageId } });
     await this.dropContext(current).catch(() => undefined);
-    void msg;
   }
 
   private async dropContext(build: Build): Promise<void> {
@@ -294,7 +293,8 @@ export class Builder {
             image = image ?? (build.kind === 'kabuto' ? `${splitReference(tag).repository}@${d}` : tag);
           }
         }
-        if (!toPush.length) image = build.push ? tags[0] : null;
+        // Nothing pushed: a process build still names its local tag; ECR's skip_image_push shows null.
+        if (!toPush.length) image = build.kind === 'ecr' ? null : tags[0];
         p.state = 'SUCCESS';
         await save();
       }

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import { as, buildEnded, removeImages, startBuild, user } from './helpers.js';
+import { as, buildEnded, docker, removeImages, startBuild, user } from './helpers.js';
 
 // apt-get talks to Debian's archive over the network: slow on a shared machine, hence the timeout.
 const TIMEOUT = 300_000;
@@ -10,6 +10,13 @@ describe('A Debian image build that installs a package with apt-get', () => {
   let app: FastifyInstance;
 
   beforeAll(async () => {
+    // `make up` makes this image (deploy/local/images.sh debian); say so rather than fail obscurely.
+    await docker
+      .getImage('dockyard/debian:bookworm')
+      .inspect()
+      .catch(() => {
+        throw new Error('The image dockyard/debian:bookworm is missing: run `deploy/local/images.sh debian` first');
+      });
     env = testEnv();
     app = await startBuild(env);
   });

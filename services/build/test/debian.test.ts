@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import { as, buildEnded, docker, removeImages, startBuild, user } from './helpers.js';
+import { as, buildEnded, docker, dropStreams, removeImages, startBuild, user } from './helpers.js';
 
 // apt-get talks to Debian's archive over the network: slow on a shared machine, hence the timeout.
 const TIMEOUT = 300_000;
@@ -21,8 +21,10 @@ describe('A Debian image build that installs a package with apt-get', () => {
     app = await startBuild(env);
   });
   afterAll(async () => {
-    await app.close();
+    if (!env) return;
+    await app?.close();
     await removeImages(env);
+    await dropStreams(env);
     await env.cleanup();
   });
 

@@ -7,7 +7,7 @@ import addFormats from 'ajv-formats';
 import { rawDocument, type RegistryApp, type RegistryAppGetReply, type RegistryAppGetRequest } from '@dockyard/contracts';
 import { buildPermissionsApp } from '../../permissions/src/app.js';
 import { loadPermissionsConfig } from '../../permissions/src/config.js';
-import { as, buildEnded, collect, docker, removeImages, startBuild, user, waitFor } from './helpers.js';
+import { as, buildEnded, collect, docker, dropStreams, removeImages, startBuild, user, waitFor } from './helpers.js';
 import { gitDaemon, makeAppRepo, type AppRepo } from './git-fixture.js';
 
 describe('ECR builds from a git repository (git daemon, real engine, registry, permissions service)', () => {
@@ -77,6 +77,7 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
     daemon?.stop();
     for (const ref of pushed) await docker.getImage(ref).remove({ force: true }).catch(() => undefined);
     await removeImages(env);
+    await dropStreams(env);
     await env.cleanup();
   });
 

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import Docker from 'dockerode';
-import { identitySigner, IDENTITY_HEADER, json, ANONYMOUS, type Identity } from '@dockyard/kit';
+import { connectNats, contextBucket, identitySigner, IDENTITY_HEADER, json, ANONYMOUS, Subjects, type Identity } from '@dockyard/kit';
 import type { TestEnv } from '@dockyard/kit/testing';
 import { buildBuildApp } from '../src/app.js';
 import { loadBuildConfig } from '../src/config.js';
@@ -63,4 +63,14 @@ export async function removeImages(env: TestEnv): Promise<void> {
     for (const tag of image.RepoTags ?? []) if (tag !== '<none>:<none>') await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
     await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
   }
+}
+
+/** Deletes the JetStream streams of this run (events, work queue, context bucket): they would pile up on the shared NATS. */
+export async function dropStreams(env: TestEnv): Promise<void> {
+  const nc = await connectNats(env.env.DOCKYARD_NATS_URL, 'test-cleanup');
+  const subjects = new Subjects(env.env.DOCKYARD_NATS_PREFIX);
+  for (const stream of [subjects.stream('EVENTS'), subjects.stream('BUILD_WORK'), `OBJ_${contextBucket(subjects)}`]) {
+    await nc.request(`$JS.API.STREAM.DELETE.${stream}`, '').catch(() => undefined);
+  }
+  await nc.drain();
 }

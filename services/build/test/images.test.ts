@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { request } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import { as, buildEnded, collect, docker, removeImages, startBuild, user, waitFor } from './helpers.js';
+import { as, buildEnded, collect, docker, dropStreams, removeImages, startBuild, user, waitFor } from './helpers.js';
 
 /** A multipart body by hand (light-my-request has no form-data helper). */
 function multipart(fields: Record<string, string>, files: { name: string; content: string }[] = []) {
@@ -39,6 +39,7 @@ describe('Kabuto images on the real Docker engine and registry', () => {
   afterAll(async () => {
     await app.close();
     await removeImages(env);
+    await dropStreams(env);
     await env.cleanup();
   });
 

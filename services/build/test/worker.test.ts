@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { connectNats, json, putBuildContext, request, Subjects } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
-import { buildEnded, collect, docker, removeImages, startBuild, waitFor } from './helpers.js';
+import { buildEnded, collect, docker, dropStreams, removeImages, startBuild, waitFor } from './helpers.js';
 
 type Entry = { name: string; text?: string; type?: 'symlink' | 'file'; linkname?: string };
 
@@ -46,6 +46,7 @@ describe('The build worker: build.request contexts, recovery from a stopped work
   afterAll(async () => {
     await app.close();
     await removeImages(env);
+    await dropStreams(env);
     await env.cleanup();
   });
 

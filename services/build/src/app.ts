@@ -91,7 +91,20 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
       limits,
       platforms: config.DOCKYARD_BUILD_PLATFORMS?.split(','),
     });
-    app.addHook('onReady', async () => builder!.start());
+    // The engine may be down at start: the API still queues builds; the worker keeps trying to start.
+    let retry: NodeJS.Timeout | null = null;
+    const start = async (): Promise<void> => {
+      try {
+        await builder!.start();
+      } catch (err) {
+        app.log.error({ err }, 'build worker could not start; retrying in 5 s');
+        retry = setTimeout(() => void start(), 5000);
+      }
+    };
+    app.addHook('onReady', start);
+    app.addHook('preClose', async () => {
+      if (retry) clearTimeout(retry);
+    });
     // Before NATS drains: running builds go back to the queue for another worker.
     app.addHook('preClose', async () => builder!.stop());
   }

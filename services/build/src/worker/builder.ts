@@ -84,16 +84,19 @@ export class Builder {
     const version = await this.o.docker.version();
     this.hostPlatforms = (this.o.platforms?.length ? this.o.platforms : [`${version.Os}/${version.Arch}`]).map(normalizePlatform);
     await mkdir(this.o.workDir, { recursive: true });
-    const abortSub = this.o.nc.subscribe(this.o.builds.subjects.of('build.abort'));
-    void (async () => {
-      for await (const m of abortSub) {
-        const { buildId } = json.decode<{ buildId: string }>(m.data);
-        this.running.get(buildId)?.abort('abort' satisfies StopReason);
-      }
-    })();
+    // start() may be called again after a failure: subscribe and schedule only once.
+    if (!this.sweepTimer) {
+      const abortSub = this.o.nc.subscribe(this.o.builds.subjects.of('build.abort'));
+      void (async () => {
+        for await (const m of abortSub) {
+          const { buildId } = json.decode<{ buildId: string }>(m.data);
+          this.running.get(buildId)?.abort('abort' satisfies StopReason);
+        }
+      })();
+      this.sweepTimer = setInterval(() => void this.sweep().catch((err) => this.o.log.error({ err }, 'build sweep failed')), Math.min(60_000, this.staleMs / 2));
+      this.sweepTimer.unref();
+    }
     await this.sweep();
-    this.sweepTimer = setInterval(() => void this.sweep().catch((err) => this.o.log.error({ err }, 'build sweep failed')), Math.min(60_000, this.staleMs / 2));
-    this.sweepTimer.unref();
     this.stopConsumer = await consumeWorkQueue<{ buildId: string }>({
       nc: this.o.nc,
       stream: this.o.builds.subjects.stream(WORK_STREAM),

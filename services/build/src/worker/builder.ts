@@ -122,7 +122,10 @@ export class Builder {
   /** Ends builds whose worker stopped sending heartbeats long ago (no redelivery will come for them). */
   async sweep(): Promise<void> {
     const stale = await this.o.builds.prisma.build.findMany({
-      where: { state: 'BUILDING', heartbeatAt: { lt: new Date(Date.now() - this.staleMs) } },
+      where: {
+        state: 'BUILDING',
+        OR: [{ heartbeatAt: { lt: new Date(Date.now() - this.staleMs) } }, { heartbeatAt: null, startedAt: { lt: new Date(Date.now() - this.staleMs) } }],
+      },
       select: { id: true, worker: true },
     });
     for (const b of stale) {
@@ -146,6 +149,11 @@ export class Builder {
       return;
     }
     if (build.state === 'BUILDING') {
+      if (this.running.has(build.id)) return;
+      // A live worker's heartbeat is at most a third of the ack wait old: leave the build to it
+      // (nak, asked again shortly). A worker that shut down cleared its heartbeat: retry at once.
+      const age = build.heartbeatAt ? Date.now() - build.heartbeatAt.getTime() : Number.POSITIVE_INFINITY;
+      if (age < this.o.ackWaitMs) throw new Error(`build ${build.id} is still held by worker ${build.worker}`);
       // Redelivered: the worker that had it stopped mid-build (killed, or shut down).
       if (build.attempts >= this.o.maxAttempts) {
         sink.line(`The worker building this (${build.worker}) stopped mid-build; ${build.attempts} attempt(s) made, giving up`);
@@ -185,6 +193,8 @@ export class Builder {
       if (reason === 'shutdown') {
         sink.line('--- This worker is shutting down; the build goes back to the queue ---');
         await sink.flush().catch(() => undefined);
+        // Released: the next worker need not wait for this heartbeat to age.
+        await builds.prisma.build.updateMany({ where: { id: build.id, worker: this.id }, data: { heartbeatAt: null } }).catch(() => undefined);
         throw new Error('worker shutting down mid-build');
       }
       if (reason === 'abort') outcome = { result: 'ABORTED', error: 'Aborted' };

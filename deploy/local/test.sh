@@ -19,7 +19,7 @@ stop_list=()
 trap cleanup EXIT
 
 deploy/local/infra.sh up
-deploy/local/images.sh busybox
+deploy/local/images.sh all
 eval "$(deploy/local/infra.sh env)"
 
 log "type check and contract check"

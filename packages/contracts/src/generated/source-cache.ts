@@ -394,7 +394,15 @@ export interface components {
             /** @constant */
             bomFormat: "CycloneDX";
             components: components["schemas"]["CycloneDxComponent"][];
-            metadata?: Record<string, never>;
+            /** @description The dependency graph (each package's purl -> the purls it depends on) */
+            dependencies?: {
+                dependsOn?: string[];
+                ref: string;
+            }[];
+            /** @description timestamp, tools, and the repository at its commit as the described component */
+            metadata?: {
+                [key: string]: unknown;
+            };
             /** @example urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79 */
             serialNumber?: string;
             /** @example 1.6 */
@@ -411,10 +419,17 @@ export interface components {
                 value?: string;
             }[];
             purl?: components["schemas"]["Purl"];
+            /**
+             * @description `optional` for development/build-only dependencies
+             * @enum {string}
+             */
+            scope?: "required" | "optional" | "excluded";
             /** @example library */
             type: string;
             /** @example v0.1.1 */
             version?: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * @example {

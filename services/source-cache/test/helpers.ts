@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { identitySigner, type Identity } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import { buildSourceCacheApp } from '../src/app.js';
@@ -51,6 +52,8 @@ export async function startHarness(upstream: Upstream | null, extra: Record<stri
     headers,
     settle,
     async close() {
+      const jsm = await jetstreamManager(app.nats);
+      for (const name of [app.subjects.stream('SOURCE_CACHE_WORK'), app.subjects.stream('EVENTS')]) await jsm.streams.delete(name).catch(() => undefined);
       await app.close();
       await env.cleanup();
     },

@@ -22,8 +22,8 @@ export interface Harness {
 }
 
 /** A source-cache app on the real PostgreSQL and NATS, its upstreams pointed at a local server. */
-export async function startHarness(upstream: Upstream | null, extra: Record<string, string> = {}): Promise<Harness> {
-  const env = testEnv();
+export async function startHarness(upstream: Upstream | null, extra: Record<string, string> = {}, shared?: TestEnv): Promise<Harness> {
+  const env = shared ?? testEnv();
   const config = loadSourceCacheConfig(
     env.serviceEnv('source-cache', {
       DOCKYARD_GIT_ALLOW: 'file:',
@@ -55,7 +55,7 @@ export async function startHarness(upstream: Upstream | null, extra: Record<stri
       const jsm = await jetstreamManager(app.nats);
       for (const name of [app.subjects.stream('SOURCE_CACHE_WORK'), app.subjects.stream('EVENTS')]) await jsm.streams.delete(name).catch(() => undefined);
       await app.close();
-      await env.cleanup();
+      if (!shared) await env.cleanup();
     },
   };
 }

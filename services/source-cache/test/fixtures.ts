@@ -127,9 +127,10 @@ export class Upstream {
     const body = Buffer.from(content);
     const digest = sha('sha256', body, 'hex');
     this.serve(`/pypi/files/${filename}`, body);
-    const existing = this.files.get(`/pypi/simple/${project}/`)?.body.toString() ?? '';
+    const page = `/pypi/simple/${project.toLowerCase().replace(/[-_.]+/g, '-')}/`;
+    const existing = this.files.get(page)?.body.toString() ?? '';
     const link = `<a href="../../files/${filename}#sha256=${digest}">${filename}</a>\n`;
-    this.serve(`/pypi/simple/${project}/`, existing + link, 'text/html');
+    this.serve(page, existing + link, 'text/html');
     return digest;
   }
 }

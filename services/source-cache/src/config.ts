@@ -14,7 +14,7 @@ const list = (fallback: string) =>
 
 const extra = {
   /** Package managers this deployment processes (a request naming another one is a 400). */
-  DOCKYARD_CACHITO_PKG_MANAGERS: list('gomod,npm,pip'),
+  DOCKYARD_CACHITO_PKG_MANAGERS: list('gomod,npm,pip,yarn,git-submodule'),
   /** What `pkg_managers` means when a request omits it (Cachito's default is gomod). */
   DOCKYARD_CACHITO_DEFAULT_PKG_MANAGERS: list('gomod'),
   /** Upstreams (all configurable; tests point them at local servers). */

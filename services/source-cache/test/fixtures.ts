@@ -35,6 +35,14 @@ export function makeRepo(files: Record<string, RepoFile>, dir = path.join(mkdtem
   return { url: `file://${dir}`, ref: git(dir, 'rev-parse', 'HEAD'), dir };
 }
 
+/** A superproject whose `lib` is a submodule (at its current commit) of `sub`. */
+export function makeSuperproject(sub: { url: string }, files: Record<string, RepoFile> = { 'README.md': 'super\n' }): { url: string; ref: string; dir: string } {
+  const repo = makeRepo(files);
+  git(repo.dir, '-c', 'protocol.file.allow=always', 'submodule', 'add', '-q', sub.url, 'lib');
+  git(repo.dir, 'commit', '-q', '-m', 'submodule');
+  return { ...repo, ref: git(repo.dir, 'rev-parse', 'HEAD') };
+}
+
 const sha = (algo: string, b: Buffer, enc: 'hex' | 'base64') => createHash(algo).update(b).digest(enc);
 
 async function streamToBuffer(s: NodeJS.ReadableStream): Promise<Buffer> {
@@ -110,6 +118,11 @@ export class Upstream {
     const file = `${name}/-/${name.split('/').pop()}-${version}.tgz`;
     this.serve(`/npm/${file}`, tgz);
     return { version, resolved: `https://registry.npmjs.org/${file}`, integrity };
+  }
+
+  /** Publishes a packument (what Berry's integrity check reads) for versions already published. */
+  packument(name: string, versions: Record<string, string>): void {
+    this.serve(`/npm/${name}`, JSON.stringify({ name, versions: Object.fromEntries(Object.entries(versions).map(([v, integrity]) => [v, { name, version: v, dist: { integrity } }])) }), 'application/json');
   }
 
   /** Publishes a Go module; returns its two go.sum lines. */

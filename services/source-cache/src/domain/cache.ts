@@ -50,8 +50,9 @@ export class ArtifactCache {
   }
 
   /**
-   * The artifact `id`, from the cache or fetched from `url`; `verify` throws a ChecksumError when
-   * the content is not what the lock file expects. Returns the object's path and digests.
+   * The artifact `id` (its upstream URL: registry artifacts are immutable), from the cache or
+   * fetched from `url`; `verify` throws a ChecksumError when the content is not what the lock
+   * file expects, on a cache hit too. Returns the object's path and digests.
    */
   async get(id: string, url: string, verify: (file: string, d: Digests) => Promise<void> | void): Promise<{ file: string; digests: Digests; cached: boolean }> {
     const indexFile = this.indexPath(id);

@@ -22,6 +22,10 @@ export function dependencyPurl(p: Pkg): string {
 /** A package found in the repository: a Go module by its path; others by the repository they came from. */
 export function packagePurl(p: PackageResult, row: Pick<RequestRow, 'repo' | 'ref'>): string {
   if (p.type === 'gomod') return dependencyPurl(p);
+  if (p.type === 'git-submodule') {
+    const [url, commit] = [p.version.slice(0, p.version.lastIndexOf('#')), p.version.slice(p.version.lastIndexOf('#') + 1)];
+    return new PackageURL('generic', null, p.name, null, { vcs_url: `git+${url}@${commit}` }, null).toString();
+  }
   return new PackageURL('generic', null, p.name, p.version, { vcs_url: `git+${row.repo}@${row.ref}` }, p.path && p.path !== '.' ? p.path : null).toString();
 }
 

@@ -102,7 +102,7 @@ export const gomod: PackageManager = async (ctx) => {
       const got = ext === 'zip' ? await hashModuleZip(file) : await hashGoMod(file);
       if (got !== expected) throw new ChecksumError(`The checksum of gomod ${module}@${version}${ext === 'mod' ? '/go.mod' : ''} does not match go.sum (expected ${expected}, got ${got})`);
     };
-    const got = await ctx.cache.get(`gomod:${module}@${version}.${ext}:${expected ?? 'unverified'}`, `${proxy}/${rel}`, (f) => verify(f));
+    const got = await ctx.cache.get(`${proxy}/${rel}`, `${proxy}/${rel}`, (f) => verify(f));
     const bundlePath = `${download}/${rel}`;
     if (!files.has(bundlePath)) {
       await ctx.cache.place(got.digests.sha256, path.join(ctx.bundleDir, bundlePath));

@@ -24,7 +24,7 @@ interface Lock {
   dependencies?: Record<string, LockEntry>;
 }
 
-const NPM_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9._~-][a-z0-9._~-]*$/i;
+export const NPM_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9._~-][a-z0-9._~-]*$/i;
 
 /** The name a v2/v3 `packages` key installs: the part after the last `node_modules/`. */
 const nameFromKey = (key: string) => key.slice(key.lastIndexOf('node_modules/') + 'node_modules/'.length);
@@ -91,7 +91,7 @@ export const npm: PackageManager = async (ctx) => {
       if (!d.integrity) throw new PmError(`The npm dependency ${d.name}@${d.version} has no integrity in the lock file`);
       const file = tarballPath(d.name, d.version);
       const url = `${ctx.upstreams.npm.replace(/\/$/, '')}/${file}`;
-      const got = await ctx.cache.get(`npm:${d.name}@${d.version}:${d.integrity}`, url, (_f, dg) => verifySri(d.integrity!, dg, `npm ${d.name}@${d.version}`));
+      const got = await ctx.cache.get(url, url, (_f, dg) => verifySri(d.integrity!, dg, `npm ${d.name}@${d.version}`));
       const bundlePath = `deps/npm/${file}`;
       if (!files.has(bundlePath)) {
         await ctx.cache.place(got.digests.sha256, path.join(ctx.bundleDir, bundlePath));

@@ -99,7 +99,7 @@ export const pip: PackageManager = async (ctx) => {
       let placed = 0;
       for (const l of wanted) {
         if (!/^[A-Za-z0-9._+!-]+$/.test(l.filename)) throw new PmError(`The index lists an invalid file name: ${l.filename}`);
-        const got = await ctx.cache.get(`pip:${project}/${l.filename}:${l.sha256 ?? ''}`, l.url, (_f, d) => {
+        const got = await ctx.cache.get(l.url, l.url, (_f, d) => {
           if (l.sha256 && d.sha256 !== l.sha256) throw new ChecksumError(`The checksum of pip ${l.filename} does not match the index`);
           if (r.hashes.length && !r.hashes.includes(d.sha256)) throw new ChecksumError(`The checksum of pip ${l.filename} does not match ${r.file} line ${r.line}`);
         });

@@ -27,24 +27,27 @@ export const viewRoutes: FastifyPluginAsync<Deps> = async (app, { requests, view
   };
   const idParam = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] };
 
-  app.get('/api/v1/requests/:id/packages/npm/*', { schema: { params: { ...idParam, properties: { ...idParam.properties, '*': { type: 'string' } } } } }, async (request, reply) => {
-    const { files, base } = await load(request);
-    const rest = decodeURIComponent((request.params as { '*': string })['*']);
-    if (rest.includes('/-/')) {
-      const file = files.find((f) => f.pm === 'npm' && f.path === `deps/npm/${rest}`);
-      if (!file) throw notFound();
-      return reply.type('application/octet-stream').send(cache.open(file.sha256));
-    }
-    const versions = files.filter((f) => f.pm === 'npm' && f.name === rest);
-    if (!versions.length) throw notFound();
-    return {
-      name: rest,
-      'dist-tags': { latest: versions[versions.length - 1].version },
-      versions: Object.fromEntries(
-        versions.map((f) => [f.version, { name: rest, version: f.version, dist: { tarball: `${base}/npm/${f.path.slice('deps/npm/'.length)}`, integrity: f.integrity } }]),
-      ),
-    };
-  });
+  // npm registry views (npm and yarn dependencies alike): packuments and tarballs.
+  for (const pm of ['npm', 'yarn']) {
+    app.get(`/api/v1/requests/:id/packages/${pm}/*`, { schema: { params: { ...idParam, properties: { ...idParam.properties, '*': { type: 'string' } } } } }, async (request, reply) => {
+      const { files, base } = await load(request);
+      const rest = decodeURIComponent((request.params as { '*': string })['*']);
+      if (rest.includes('/-/')) {
+        const file = files.find((f) => f.pm === pm && f.path === `deps/${pm}/${rest}`);
+        if (!file) throw notFound();
+        return reply.type('application/octet-stream').send(cache.open(file.sha256));
+      }
+      const versions = files.filter((f) => f.pm === pm && f.name === rest);
+      if (!versions.length) throw notFound();
+      return {
+        name: rest,
+        'dist-tags': { latest: versions[versions.length - 1].version },
+        versions: Object.fromEntries(
+          versions.map((f) => [f.version, { name: rest, version: f.version, dist: { tarball: `${base}/${pm}/${f.path.slice(`deps/${pm}/`.length)}`, integrity: f.integrity } }]),
+        ),
+      };
+    });
+  }
 
   app.get('/api/v1/requests/:id/packages/pypi/simple/:project', { schema: { params: { ...idParam, properties: { ...idParam.properties, project: { type: 'string' } } } } }, async (request, reply) => {
     const { files, base } = await load(request);

@@ -11,10 +11,12 @@ import type { BundleFile, ConfigFile, EnvVar, PackageResult } from '../domain/ty
 import { gomod } from '../pm/gomod.js';
 import { npm } from '../pm/npm.js';
 import { pip } from '../pm/pip.js';
+import { yarn } from '../pm/yarn.js';
+import { fetchSubmodules } from '../pm/git-submodule.js';
 import { PmError, type PackageManager } from '../pm/types.js';
 import { checkSymlinks, cloneAt, packageDir, RequestError } from './source.js';
 
-export const PACKAGE_MANAGERS: Record<string, PackageManager> = { gomod, npm, pip };
+export const PACKAGE_MANAGERS: Record<string, PackageManager> = { gomod, npm, pip, yarn };
 
 export interface ProcessorOptions {
   requests: Requests;
@@ -67,16 +69,22 @@ export class RequestProcessor {
         maxBytes: this.o.maxRepoBytes,
         allowFile: this.o.policy.schemes.has('file'),
       });
+      const packages: PackageResult[] = [];
+      if (row.pkgManagers.includes('git-submodule')) {
+        packages.push(...(await fetchSubmodules(appDir, row.repo, { policy: this.o.policy, timeoutMs: this.o.cloneTimeoutMs, maxBytes: this.o.maxRepoBytes, log })));
+        // Submodule checkouts have a `.git` file pointing into the superproject's .git.
+        if (!row.flags.includes('include-git-dir')) for (const p of packages) await rm(path.join(appDir, p.path, '.git'), { recursive: true, force: true });
+      }
       const removed = await checkSymlinks(appDir, row.flags.includes('remove-unsafe-symlinks'));
       for (const r of removed) log(`Removed the unsafe symlink ${r}`);
       await mkdir(path.join(bundleDir, 'deps'), { recursive: true });
 
-      const packages: PackageResult[] = [];
       const env: Record<string, EnvVar> = {};
       const configFiles: ConfigFile[] = [];
       const files: BundleFile[] = [];
       const spec = row.packagesSpec as Record<string, { path: string }[]>;
       for (const pm of row.pkgManagers) {
+        if (pm === 'git-submodule') continue;
         const run = PACKAGE_MANAGERS[pm];
         if (!run) throw new RequestError(`The package manager ${pm} is not supported by this worker`);
         const paths = (spec[pm] ?? [{ path: '.' }]).map((p) => p.path);

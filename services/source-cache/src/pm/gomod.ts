@@ -4,7 +4,7 @@ import path from 'node:path';
 import yauzl from 'yauzl';
 import { ChecksumError } from '../domain/cache.js';
 import type { BundleFile, Dependency, PackageResult } from '../domain/types.js';
-import { PmError, type PackageManager } from './types.js';
+import { mapLimit, PmError, type PackageManager } from './types.js';
 
 /** The module proxy's case encoding: every upper-case letter becomes `!` + its lower case. */
 export const escapeModule = (s: string) => s.replace(/[A-Z]/g, (c) => `!${c.toLowerCase()}`);
@@ -105,8 +105,8 @@ export const gomod: PackageManager = async (ctx) => {
     const got = await ctx.cache.get(`${proxy}/${rel}`, `${proxy}/${rel}`, (f) => verify(f));
     const bundlePath = `${download}/${rel}`;
     if (!files.has(bundlePath)) {
-      await ctx.cache.place(got.digests.sha256, path.join(ctx.bundleDir, bundlePath));
       files.set(bundlePath, { pm: 'gomod', path: bundlePath, sha256: got.digests.sha256, name: module, version });
+      await ctx.cache.place(got.digests.sha256, path.join(ctx.bundleDir, bundlePath));
       if (!versions.has(module)) versions.set(module, new Set());
       versions.get(module)!.add(version);
     }
@@ -134,6 +134,7 @@ export const gomod: PackageManager = async (ctx) => {
     }
     const replacements = new Map(ctx.dependencyReplacements.map((r) => [r.name, r]));
     const dependencies: Dependency[] = [];
+    const regular: SumLine[] = [];
     for (const line of sum) {
       if (!MODULE.test(line.module) || line.module.split('/').includes('..') || !VERSION.test(line.version)) {
         throw new PmError(`go.sum names an invalid module or version: ${line.module} ${line.version}`);
@@ -149,9 +150,10 @@ export const gomod: PackageManager = async (ctx) => {
         }
         continue;
       }
-      await place(line.module, line.version, line.goMod ? 'mod' : 'zip', line.hash);
+      regular.push(line);
       if (!line.goMod) dependencies.push({ name: line.module, type: 'gomod', version: line.version, replaces: null });
     }
+    await mapLimit(regular, 8, (line) => place(line.module, line.version, line.goMod ? 'mod' : 'zip', line.hash));
     const version = `v0.0.0-${ctx.ref.slice(0, 12)}`;
     packages.push({ name, type: 'gomod', version, path: rel, dependencies });
     ctx.log(`gomod: ${rel}: module ${name}, ${dependencies.length} dependencies`);

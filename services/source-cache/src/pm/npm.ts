@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { verifySri } from '../domain/cache.js';
 import type { BundleFile, Dependency, PackageResult } from '../domain/types.js';
-import { b64, PmError, type PackageManager } from './types.js';
+import { b64, mapLimit, PmError, type PackageManager } from './types.js';
 
 interface LockEntry {
   version?: string;
@@ -81,8 +81,7 @@ export const npm: PackageManager = async (ctx) => {
     } catch (err) {
       throw new PmError(`The npm package at "${rel}" has an unreadable package.json or lock file: ${(err as Error).message}`);
     }
-    const dependencies: Dependency[] = [];
-    for (const d of lockDependencies(lock)) {
+    const dependencies: Dependency[] = await mapLimit(lockDependencies(lock), 8, async (d) => {
       if (!NPM_NAME.test(d.name) || d.name.split('/').some((s) => s === '.' || s === '..') || !/^[0-9A-Za-z.+-]+$/.test(d.version)) throw new PmError(`The npm dependency name or version "${d.name}@${d.version}" in "${rel}" is invalid`);
       if (!d.version || !d.resolved) throw new PmError(`The npm dependency ${d.name} in "${rel}" has no version or resolved URL`);
       if (!/^https?:\/\//.test(d.resolved) || !d.resolved.endsWith('.tgz')) {
@@ -94,11 +93,11 @@ export const npm: PackageManager = async (ctx) => {
       const got = await ctx.cache.get(url, url, (_f, dg) => verifySri(d.integrity!, dg, `npm ${d.name}@${d.version}`));
       const bundlePath = `deps/npm/${file}`;
       if (!files.has(bundlePath)) {
-        await ctx.cache.place(got.digests.sha256, path.join(ctx.bundleDir, bundlePath));
         files.set(bundlePath, { pm: 'npm', path: bundlePath, sha256: got.digests.sha256, name: d.name, version: d.version, integrity: d.integrity });
+        await ctx.cache.place(got.digests.sha256, path.join(ctx.bundleDir, bundlePath));
       }
-      dependencies.push({ name: d.name, type: 'npm', version: d.version, replaces: null, dev: d.dev });
-    }
+      return { name: d.name, type: 'npm', version: d.version, replaces: null, dev: d.dev };
+    });
     packages.push({ name: pkg.name ?? lock.name ?? rel, type: 'npm', version: pkg.version ?? lock.version ?? '0.0.0', path: rel, dependencies });
     const npmrc = `registry=${ctx.viewBase}/npm/\n`;
     configFiles.push({ path: path.posix.join('app', rel, '.npmrc'), type: 'base64' as const, content: b64(npmrc) });

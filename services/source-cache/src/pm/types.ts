@@ -34,3 +34,17 @@ export type PackageManager = (ctx: PmContext) => Promise<PmResult>;
 export class PmError extends Error {}
 
 export const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** Runs `fn` over `items` with at most `limit` in flight (fetching dependencies in parallel). */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

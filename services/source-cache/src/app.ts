@@ -3,7 +3,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { consumeWorkQueue, createService, ensureStream, json, parseGitPolicy, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
 import { loadDocument } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
@@ -39,6 +39,12 @@ export interface SourceCacheAppOptions {
   fastify?: Partial<FastifyServerOptions>;
   /** Host resolution for the git policy (tests). */
   resolve?: (host: string) => Promise<string[]>;
+}
+
+/** Deletes this deployment's work and event streams (test and benchmark runs clean up with it). */
+export async function dropStreams(app: FastifyInstance): Promise<void> {
+  const jsm = await jetstreamManager(app.nats);
+  for (const name of [app.subjects.stream('SOURCE_CACHE_WORK'), app.subjects.stream('EVENTS')]) await jsm.streams.delete(name).catch(() => undefined);
 }
 
 /** The source-cache service: cachito requests: sources and their dependencies, bundled, with manifests and SBOMs. */

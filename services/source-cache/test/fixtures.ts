@@ -61,6 +61,17 @@ export async function npmTarball(name: string, version: string): Promise<{ tgz: 
   return { tgz, integrity: `sha512-${sha('sha512', tgz, 'base64')}` };
 }
 
+/** A pure-Python sdist: `<project>-<version>/<files>`, gzip tar. */
+export async function pythonSdist(project: string, version: string, files: Record<string, string>): Promise<Buffer> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sdist-'));
+  const top = `${project}-${version}`;
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, top, name)), { recursive: true });
+    writeFileSync(path.join(dir, top, name), content);
+  }
+  return streamToBuffer(createTar({ gzip: true, cwd: dir, portable: true, mtime: new Date(0) }, [top]).pipe(new PassThrough()));
+}
+
 /** A Go module zip laid out as the proxy serves it, with its go.sum hashes. */
 export async function goModule(module: string, version: string, files: Record<string, string> = {}): Promise<{ zip: Buffer; mod: string; h1: string; modH1: string }> {
   const mod = `module ${module}\n\ngo 1.21\n`;
@@ -80,9 +91,21 @@ export class Upstream {
   readonly hits = new Map<string, number>();
   private server!: http.Server;
   base = '';
+  /** Delay before each answer (benchmarks model a registry across a network with it). */
+  latencyMs = 0;
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => {
+      if (this.latencyMs) setTimeout(() => this.answer(req, res), this.latencyMs);
+      else this.answer(req, res);
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  private answer(req: http.IncomingMessage, res: http.ServerResponse): void {
+    {
       const p = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
       this.hits.set(p, (this.hits.get(p) ?? 0) + 1);
       const f = this.files.get(p);
@@ -91,10 +114,7 @@ export class Upstream {
         return;
       }
       res.writeHead(200, { 'content-type': f.type, 'content-length': f.body.length }).end(f.body);
-    });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-    return this;
+    }
   }
 
   stop(): Promise<void> {
@@ -135,7 +155,7 @@ export class Upstream {
   }
 
   /** Publishes a PyPI sdist on the simple index; returns its sha256. */
-  pypi(project: string, version: string, content = `${project}-${version}`): string {
+  pypi(project: string, version: string, content: string | Buffer = `${project}-${version}`): string {
     const filename = `${project}-${version}.tar.gz`;
     const body = Buffer.from(content);
     const digest = sha('sha256', body, 'hex');

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { identitySigner, type Identity } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import { buildSourceCacheApp } from '../src/app.js';
+import { buildSourceCacheApp, dropStreams } from '../src/app.js';
 import { loadSourceCacheConfig } from '../src/config.js';
 import type { Upstream } from './fixtures.js';
 
@@ -52,8 +51,7 @@ export async function startHarness(upstream: Upstream | null, extra: Record<stri
     headers,
     settle,
     async close() {
-      const jsm = await jetstreamManager(app.nats);
-      for (const name of [app.subjects.stream('SOURCE_CACHE_WORK'), app.subjects.stream('EVENTS')]) await jsm.streams.delete(name).catch(() => undefined);
+      await dropStreams(app);
       await app.close();
       if (!shared) await env.cleanup();
     },

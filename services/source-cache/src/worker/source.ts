@@ -25,17 +25,34 @@ export async function treeSize(dir: string): Promise<number> {
  * and `file://` is allowed only when the git policy allowed it upstream of this call.
  */
 export async function cloneAt(repo: string, ref: string, dir: string, opts: { timeoutMs: number; maxBytes: number; allowFile: boolean }): Promise<void> {
-  const config = ['core.symlinks=true', 'advice.detachedHead=false', `protocol.file.allow=${opts.allowFile ? 'always' : 'never'}`, 'protocol.ext.allow=never'];
+  // No redirects: a public host must not bounce the clone to an address the git policy refuses.
+  const config = ['core.symlinks=true', 'advice.detachedHead=false', `protocol.file.allow=${opts.allowFile ? 'always' : 'never'}`, 'protocol.ext.allow=never', 'http.followRedirects=false'];
   const unsafe = { allowUnsafeProtocolOverride: true };
-  const git = simpleGit({ timeout: { block: opts.timeoutMs }, config, unsafe });
+  // The size limit is watched while the clone runs, so an oversized repository is cut off early.
+  const abort = new AbortController();
+  let oversized = false;
+  const watch = setInterval(() => {
+    void treeSize(dir)
+      .then((size) => {
+        if (size > opts.maxBytes) {
+          oversized = true;
+          abort.abort();
+        }
+      })
+      .catch(() => undefined);
+  }, 1000);
+  const git = simpleGit({ timeout: { block: opts.timeoutMs }, config, unsafe, abort: abort.signal });
   try {
     await git.clone(repo, dir, ['--no-checkout', '--quiet']);
+    clearInterval(watch);
     const size = await treeSize(dir);
     if (size > opts.maxBytes) throw new RequestError(`The repository is larger than the limit of ${opts.maxBytes} bytes`);
     const inRepo = simpleGit({ baseDir: dir, timeout: { block: opts.timeoutMs }, config, unsafe });
     await inRepo.raw(['checkout', '--quiet', '--force', ref]);
   } catch (err) {
+    clearInterval(watch);
     if (err instanceof RequestError) throw err;
+    if (oversized) throw new RequestError(`The repository is larger than the limit of ${opts.maxBytes} bytes`);
     const message = (err as Error).message ?? String(err);
     if (/timed out|block timeout/i.test(message)) throw new RequestError(`Cloning the repository took longer than ${opts.timeoutMs / 1000} seconds`);
     if (/reference is not a tree|did not match any|unknown revision|not a valid object/i.test(message)) throw new RequestError(`The ref ${ref} was not found in the repository`);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { makeRepo, Upstream } from './fixtures.js';
 import { alice, startHarness, type Harness } from './helpers.js';
-import { parseRequirements } from '../src/pm/pip.js';
+import { chooseFiles, parseRequirements } from '../src/pm/pip.js';
 
 describe('pip requests (local PyPI simple index upstream)', () => {
   let upstream: Upstream;
@@ -70,6 +70,18 @@ describe('pip requests (local PyPI simple index upstream)', () => {
     const b = await h.settle((await create({ repo: wrong.url, ref: wrong.ref, pkg_managers: ['pip'] })).json().id);
     expect(b.state).toBe('failed');
     expect(b.state_reason).toMatch(/requests==2\.30\.0 with a listed hash/);
+  });
+
+  it('chooses the files the hashes name, else the sdist', () => {
+    const links = [
+      { filename: 'a-1.tar.gz', sha256: '1'.repeat(64) },
+      { filename: 'a-1-py3-none-any.whl', sha256: '2'.repeat(64) },
+    ];
+    expect(chooseFiles(links, ['2'.repeat(64)]).map((l) => l.filename)).toEqual(['a-1-py3-none-any.whl']);
+    expect(chooseFiles(links, ['3'.repeat(64)])).toEqual([]);
+    expect(chooseFiles(links, []).map((l) => l.filename)).toEqual(['a-1.tar.gz']);
+    expect(chooseFiles([{ filename: 'a-1.tar.gz' }], ['3'.repeat(64)]).map((l) => l.filename)).toEqual(['a-1.tar.gz']);
+    expect(chooseFiles([links[1]], []).map((l) => l.filename)).toEqual(['a-1-py3-none-any.whl']);
   });
 
   it('parses requirement files strictly', () => {

@@ -62,10 +62,25 @@ export function fileMatches(filename: string, name: string, version: string): bo
   return !!n && normalizeName(n) === normalizeName(name) && v === version;
 }
 
+const isSdist = (f: string) => /\.(tar\.gz|zip|tar\.bz2)$/.test(f);
+
 /**
- * pip: requirements.txt and requirements-build.txt, pinned with `==`; every distribution file of
- * the pinned version (sdists and wheels) whose hash the file lists (all of them when it lists
- * none) is fetched from the PyPI-compatible simple index through the cache, its sha256 checked
+ * Which files of a pinned version to fetch: with `--hash`es, those the index lists with one of
+ * them (or, when the index gives no hashes, the sdist, checked after download); without, the sdist
+ * as Cachito did (the wheels when there is none).
+ */
+export function chooseFiles<T extends { filename: string; sha256?: string }>(links: T[], hashes: string[]): T[] {
+  if (hashes.length) {
+    const listed = links.filter((l) => l.sha256 && hashes.includes(l.sha256));
+    if (listed.length || links.some((l) => l.sha256)) return listed;
+  }
+  const sdists = links.filter((l) => isSdist(l.filename));
+  return sdists.length ? sdists.slice(0, 1) : links;
+}
+
+/**
+ * pip: requirements.txt and requirements-build.txt, pinned with `==`; the distribution files of
+ * the pinned version that `chooseFiles` picks are fetched from the PyPI-compatible simple index through the cache, its sha256 checked
  * against `--hash` and the index's own fragment. Laid out flat as deps/pip/<file>, which `pip install --no-index --find-links deps/pip` reads.
  */
 export const pip: PackageManager = async (ctx) => {
@@ -94,7 +109,7 @@ export const pip: PackageManager = async (ctx) => {
       const links = await ctx.cache.memo(`pip-links:${page}==${r.version}`, async () =>
         parseSimplePage(await ctx.cache.text(page), page).filter((l) => fileMatches(l.filename, r.name, r.version)),
       );
-      const wanted = r.hashes.length ? links.filter((l) => !l.sha256 || r.hashes.includes(l.sha256)) : links;
+      const wanted = chooseFiles(links, r.hashes);
       if (!wanted.length) throw new PmError(`${r.file} line ${r.line}: no distribution of ${r.name}==${r.version}${r.hashes.length ? ' with a listed hash' : ''} in the index`);
       let placed = 0;
       for (const l of wanted) {

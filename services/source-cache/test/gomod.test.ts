@@ -102,6 +102,16 @@ describe('gomod requests (local GOPROXY upstream)', () => {
     expect(done.state_reason).toMatch(/^The checksum of gomod golang\.org\/x\/text@v0\.3\.7 does not match go\.sum \(expected h1:AAAA/);
   });
 
+  it("reports go.mod's own replace directives as `replaces`", async () => {
+    const repo = makeRepo({
+      'go.mod': 'module example.org/app\n\ngo 1.21\n\nrequire (\n\tgithub.com/Masterminds/semver v1.5.0\n\tgolang.org/x/text v0.3.0 // indirect\n)\n\nreplace golang.org/x/text => golang.org/x/text v0.3.7\n\nreplace (\n\texample.org/local => ./local\n)\n',
+      'go.sum': sum,
+    });
+    const done = await h.settle((await create({ repo: repo.url, ref: repo.ref })).json().id);
+    expect(done.state).toBe('complete');
+    expect(done.dependencies).toContainEqual({ name: 'golang.org/x/text', type: 'gomod', version: 'v0.3.7', replaces: { name: 'golang.org/x/text', type: 'gomod', version: 'v0.3.0' } });
+  });
+
   it('applies dependency replacements', async () => {
     const repo = goRepo(sum);
     const res = await create({ repo: repo.url, ref: repo.ref, pkg_managers: ['gomod'], dependency_replacements: [{ name: 'golang.org/x/text', type: 'gomod', version: 'v0.3.8' }] });

@@ -77,6 +77,38 @@ export function parseGoSum(text: string): SumLine[] {
   return out;
 }
 
+/** The directives of a go.mod that matter here: requirements and module replacements. */
+export function parseGoModDirectives(goMod: string): { require: Map<string, string>; replace: { from: string; fromVersion?: string; to: string; toVersion?: string }[] } {
+  const require = new Map<string, string>();
+  const replace: { from: string; fromVersion?: string; to: string; toVersion?: string }[] = [];
+  let block: string | null = null;
+  for (const raw of goMod.split('\n')) {
+    const line = raw.replace(/\/\/.*$/, '').trim();
+    if (!line) continue;
+    if (block) {
+      if (line === ')') {
+        block = null;
+        continue;
+      }
+    }
+    const open = /^(require|replace)\s*\($/.exec(line);
+    if (open) {
+      block = open[1];
+      continue;
+    }
+    const m = /^(require|replace)\s+(.*)$/.exec(line);
+    const [verb, rest] = block ? [block, line] : m ? [m[1], m[2]] : [null, ''];
+    if (verb === 'require') {
+      const [mod, version] = rest.split(/\s+/);
+      if (mod && version) require.set(mod.replace(/"/g, ''), version);
+    } else if (verb === 'replace') {
+      const [left, right] = rest.split('=>').map((x) => x.trim().split(/\s+/));
+      if (left?.[0] && right?.[0]) replace.push({ from: left[0], fromVersion: left[1], to: right[0], toVersion: right[1] });
+    }
+  }
+  return { require, replace };
+}
+
 export function moduleName(goMod: string): string | null {
   const m = /^\s*module\s+("?)([^"\s]+)\1\s*$/m.exec(goMod);
   return m ? m[2] : null;
@@ -133,6 +165,13 @@ export const gomod: PackageManager = async (ctx) => {
       // No go.sum: a module with no dependencies.
     }
     const replacements = new Map(ctx.dependencyReplacements.map((r) => [r.name, r]));
+    // go.mod's own `replace X => Y vN`: go.sum lists Y, which then replaces X.
+    const directives = parseGoModDirectives(goModText);
+    const replacedBy = new Map<string, { name: string; type: string; version: string }>();
+    for (const r of directives.replace) {
+      if (!r.toVersion) continue; // a local directory: part of the source, not a dependency
+      replacedBy.set(`${r.to}@${r.toVersion}`, { name: r.from, type: 'gomod', version: r.fromVersion ?? directives.require.get(r.from) ?? '' });
+    }
     const dependencies: Dependency[] = [];
     const regular: SumLine[] = [];
     for (const line of sum) {
@@ -151,7 +190,7 @@ export const gomod: PackageManager = async (ctx) => {
         continue;
       }
       regular.push(line);
-      if (!line.goMod) dependencies.push({ name: line.module, type: 'gomod', version: line.version, replaces: null });
+      if (!line.goMod) dependencies.push({ name: line.module, type: 'gomod', version: line.version, replaces: replacedBy.get(`${line.module}@${line.version}`) ?? null });
     }
     await mapLimit(regular, 8, (line) => place(line.module, line.version, line.goMod ? 'mod' : 'zip', line.hash));
     const version = `v0.0.0-${ctx.ref.slice(0, 12)}`;

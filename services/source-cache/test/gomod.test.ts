@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { extract } from 'tar';
 import { makeRepo, Upstream } from './fixtures.js';
-import { alice, startHarness, type Harness } from './helpers.js';
+import { alice, cycloneDxErrors, startHarness, type Harness } from './helpers.js';
 
 const golden = (name: string) => path.join(path.dirname(new URL(import.meta.url).pathname), 'golden', name);
 function expectGolden(name: string, actual: unknown): void {
@@ -69,6 +69,7 @@ describe('gomod requests (local GOPROXY upstream)', () => {
     const subs: [string, string][] = [[repo.url, 'REPO'], [encodeURIComponent(repo.url), 'REPO'], [repo.ref, 'REF'], [repo.ref.slice(0, 12), 'REF12']];
     expectGolden('gomod-content-manifest.json', normalize((await h.app.inject({ url: `/api/v1/requests/${id}/content-manifest`, headers: h.headers(alice) })).json(), subs));
     const sbom = (await h.app.inject({ url: `/api/v1/requests/${id}/sbom`, headers: h.headers(alice) })).json();
+    expect(await cycloneDxErrors(sbom)).toBeNull();
     sbom.metadata.timestamp = 'TIMESTAMP';
     sbom.serialNumber = 'SERIAL';
     expectGolden('gomod-sbom.json', normalize(sbom, subs));

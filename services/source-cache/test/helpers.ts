@@ -57,3 +57,9 @@ export async function startHarness(upstream: Upstream | null, extra: Record<stri
     },
   };
 }
+
+/** Errors of a document against the official CycloneDX 1.6 JSON schema (strict), null when valid. */
+export async function cycloneDxErrors(doc: unknown): Promise<unknown> {
+  const CDX = await import('@cyclonedx/cyclonedx-library');
+  return new CDX.Validation.JsonStrictValidator(CDX.Spec.Version.v1dot6).validate(JSON.stringify(doc));
+}

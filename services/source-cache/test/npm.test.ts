@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { extract } from 'tar';
 import { makeRepo, Upstream } from './fixtures.js';
-import { alice, bob, startHarness, type Harness } from './helpers.js';
+import { alice, bob, cycloneDxErrors, startHarness, type Harness } from './helpers.js';
 
 const golden = (name: string) => path.join(path.dirname(new URL(import.meta.url).pathname), 'golden', name);
 
@@ -101,6 +101,7 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     const icm = (await h.app.inject({ url: `/api/v1/requests/${created.id}/content-manifest`, headers: h.headers(alice) })).json();
     expectGolden('npm-content-manifest.json', normalize(icm, subs));
     const sbom = (await h.app.inject({ url: `/api/v1/requests/${created.id}/sbom`, headers: h.headers(alice) })).json();
+    expect(await cycloneDxErrors(sbom)).toBeNull();
     expect(sbom.metadata.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     sbom.metadata.timestamp = 'TIMESTAMP';
     sbom.serialNumber = 'SERIAL';

@@ -118,6 +118,9 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     expect((await h.settle(again.json().id)).state).toBe('complete');
     expect(upstream.count('/npm/')).toBe(3);
     expect(h.app.sourceCache.cache.stats.hits).toBeGreaterThanOrEqual(3);
+    // Two requests' manifests merge by purl.
+    const merged = (await h.app.inject({ url: `/api/v1/content-manifest?requests=${created.id},${again.json().id}`, headers: h.headers(alice) })).json();
+    expect(merged).toEqual(icm);
 
     // Another user cannot see it.
     expect((await h.app.inject({ url: `/api/v1/requests/${created.id}`, headers: h.headers(bob) })).statusCode).toBe(404);

@@ -119,6 +119,7 @@ describe('Cachito requests API (role api: nothing processes; PostgreSQL, NATS)',
     expect((await get('/api/v1/requests', alice)).json().items.every((r: { user: string }) => r.user === 'alice')).toBe(true);
     expect((await get('/api/v1/requests', anonymous)).json().meta.total).toBe(0);
     expect((await get('/api/v1/requests', worker)).json().meta.total).toBeGreaterThanOrEqual(9);
+    expect((await get('/api/v1/requests?pkg_manager=cargo', bob)).json()).toEqual({ error: 'The following package managers are invalid: cargo' });
     const bad = await get('/api/v1/requests?state=awesome');
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toEqual({ error: 'awesome is not a valid request state. Valid states are: complete, failed, in_progress, stale' });

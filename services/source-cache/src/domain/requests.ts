@@ -84,6 +84,8 @@ export interface ListQuery {
   pkg_manager?: string[];
 }
 
+const KNOWN_PKG_MANAGERS = ['gomod', 'npm', 'pip', 'yarn', 'git-submodule'];
+
 /** Who may see every request: admins and Cachito workers. */
 export const seesAll = (identity: Identity) => identity.admin || identity.roles.includes('worker');
 
@@ -144,6 +146,8 @@ export class Requests {
     if (q.state !== undefined && !(STATES as readonly string[]).includes(q.state)) {
       throw badRequest(`${q.state} is not a valid request state. Valid states are: ${STATES.join(', ')}`);
     }
+    const unknown = (q.pkg_manager ?? []).filter((pm) => !KNOWN_PKG_MANAGERS.includes(pm));
+    if (unknown.length) throw badRequest(`The following package managers are invalid: ${unknown.join(', ')}`);
     const where: Prisma.RequestWhereInput = { ...this.visibility(identity) };
     if (q.state) where.state = q.state;
     if (q.repo) where.repo = q.repo;

@@ -1,4 +1,7 @@
 import { json } from '@dockyard/kit';
+import { rawDocument } from '@dockyard/contracts';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { makeRepo } from './fixtures.js';
 import { alice, anonymous, bob, osbs, startHarness, worker, type Harness } from './helpers.js';
 
@@ -128,6 +131,19 @@ describe('Cachito requests API (role api: nothing processes; PostgreSQL, NATS)',
     expect(latest.json()).toMatchObject({ ref: '4'.repeat(40), user: 'bob' });
     expect((await get(`/api/v1/requests/latest?repo=https://github.com/bob/b.git&ref=${'4'.repeat(40)}`, alice)).statusCode).toBe(404);
     expect((await get(`/api/v1/requests/latest?repo=x&ref=nothex`, bob)).json()).toEqual({ error: 'The "ref" parameter must be a 40 character hex string' });
+  });
+
+  it('publishes every state change in the shape openapi/events.yaml gives', async () => {
+    await h.app.nats.flush();
+    const doc = rawDocument('events') as { components: { schemas: Record<string, { 'x-subject'?: string }> } };
+    const ajv = new Ajv2020({ strict: false });
+    (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+    const [name, schema] = Object.entries(doc.components.schemas).find(([, s]) => s['x-subject'] === 'events.source-cache.request.state')!;
+    ajv.addSchema(schema, name);
+    const validate = ajv.getSchema(name)!;
+    expect(events.length).toBeGreaterThan(5);
+    for (const e of events) expect({ valid: validate(e), errors: validate.errors ?? null }).toEqual({ valid: true, errors: null });
+    expect(events.some((e) => e.state === 'complete' && e.previousState === 'in_progress')).toBe(true);
   });
 
   it('reports status: no workers in an api-only process and unreachable upstreams', async () => {

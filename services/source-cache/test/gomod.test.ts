@@ -1,7 +1,9 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { extract } from 'tar';
+import { escapeModule, hash1 } from '../src/pm/gomod.js';
 import { makeRepo, Upstream } from './fixtures.js';
 import { alice, cycloneDxErrors, startHarness, type Harness } from './helpers.js';
 
@@ -15,6 +17,15 @@ const normalize = (v: unknown, subs: [string, string][]) => {
   for (const [a, b] of subs) t = t.split(a).join(b);
   return JSON.parse(t);
 };
+
+describe("Go's dirhash h1", () => {
+  it('matches the go.sum line of a real module (golang.org/x/text v0.3.0/go.mod)', () => {
+    // proxy.golang.org serves this synthesized go.mod for the pre-modules version; go.sum records its hash.
+    const mod = 'module golang.org/x/text\n';
+    expect(hash1([{ name: 'go.mod', sha256: createHash('sha256').update(mod).digest('hex') }])).toBe('h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=');
+    expect(escapeModule('github.com/BurntSushi/toml')).toBe('github.com/!burnt!sushi/toml');
+  });
+});
 
 describe('gomod requests (local GOPROXY upstream)', () => {
   let upstream: Upstream;

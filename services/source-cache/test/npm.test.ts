@@ -84,7 +84,12 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
       SKIP_SASS_BINARY_DOWNLOAD_FOR_CI: { value: 'true', kind: 'literal' },
     });
     const files = (await h.app.inject({ url: `/api/v1/requests/${created.id}/configuration-files`, headers: h.headers(alice) })).json();
-    expect(files).toEqual([{ path: 'app/.npmrc', type: 'base64', content: Buffer.from(`registry=https://dockyard.test/api/v1/requests/${created.id}/packages/npm/\n`).toString('base64') }]);
+    expect(files[0]).toEqual({ path: 'app/.npmrc', type: 'base64', content: Buffer.from(`registry=https://dockyard.test/api/v1/requests/${created.id}/packages/npm/\n`).toString('base64') });
+    // The offline lock file: every tarball resolved inside the bundle.
+    expect(files[1].path).toBe('app/package-lock.json');
+    const offline = JSON.parse(Buffer.from(files[1].content, 'base64').toString());
+    expect(offline.packages['node_modules/@scope/util']).toEqual({ ...deps['@scope/util'], resolved: 'file:../deps/npm/@scope/util/-/util-2.0.1.tgz' });
+    expect(offline.packages['node_modules/dev-only'].resolved).toBe('file:../deps/npm/dev-only/-/dev-only-0.1.0.tgz');
 
     // The bundle: app/ without .git, deps/npm/<name>/-/<file>; Digest header is the bundle's sha256.
     const dl = await h.app.inject({ url: `/api/v1/requests/${created.id}/download`, headers: h.headers(alice) });
@@ -145,7 +150,9 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
       ['web', ['@scope/util', 'dev-only', 'left-pad']],
     ]);
     const files = (await h.app.inject({ url: `/api/v1/requests/${res.json().id}/configuration-files`, headers: h.headers(alice) })).json();
-    expect(files.map((f: { path: string }) => f.path)).toEqual(['app/a/.npmrc', 'app/b/.npmrc']);
+    expect(files.map((f: { path: string }) => f.path)).toEqual(['app/a/.npmrc', 'app/a/package-lock.json', 'app/b/.npmrc', 'app/b/package-lock.json']);
+    const v1Offline = JSON.parse(Buffer.from(files[1].content, 'base64').toString());
+    expect(v1Offline.dependencies['@scope/util'].dependencies['dev-only'].resolved).toBe('file:../../deps/npm/dev-only/-/dev-only-0.1.0.tgz');
   });
 
   it('fails a request whose lock file integrity does not match the tarball, and does not cache it', async () => {

@@ -49,6 +49,29 @@ export function lockDependencies(lock: Lock): { name: string; version: string; r
   return out;
 }
 
+/**
+ * The lock file with each registry dependency's `resolved` pointing at its tarball in the bundle
+ * (`file:` relative to the package directory), so `npm ci --offline` installs from `deps/npm`.
+ */
+export function offlineLock(lock: Lock, rel: string): Lock {
+  const copy = structuredClone(lock);
+  const fromPkg = path.posix.relative(path.posix.join('app', rel), 'deps/npm');
+  const rewrite = (name: string, e: LockEntry) => {
+    if (e.resolved && /^https?:\/\//.test(e.resolved) && e.version) e.resolved = `file:${fromPkg}/${tarballPath(e.name ?? name, e.version)}`;
+  };
+  if (copy.packages && (copy.lockfileVersion ?? 1) >= 2) {
+    for (const [key, e] of Object.entries(copy.packages)) if (key.includes('node_modules/') && !e.link) rewrite(nameFromKey(key), e);
+  }
+  const walk = (deps: Record<string, LockEntry> | undefined) => {
+    for (const [name, e] of Object.entries(deps ?? {})) {
+      rewrite(name, e);
+      walk(e.dependencies as Record<string, LockEntry> | undefined);
+    }
+  };
+  walk(copy.dependencies);
+  return copy;
+}
+
 /** The tarball's file name in a registry: `name/-/base-version.tgz` (a scope is not part of the base). */
 export const tarballPath = (name: string, version: string) => `${name}/-/${name.split('/').pop()}-${version}.tgz`;
 
@@ -64,11 +87,13 @@ export const npm: PackageManager = async (ctx) => {
   for (const rel of ctx.paths) {
     const dir = path.join(ctx.appDir, rel);
     let lockText: string;
+    let lockName = 'package-lock.json';
     try {
-      lockText = await readFile(path.join(dir, 'package-lock.json'), 'utf8');
+      lockText = await readFile(path.join(dir, lockName), 'utf8');
     } catch {
       try {
-        lockText = await readFile(path.join(dir, 'npm-shrinkwrap.json'), 'utf8');
+        lockName = 'npm-shrinkwrap.json';
+        lockText = await readFile(path.join(dir, lockName), 'utf8');
       } catch {
         throw new PmError(`The npm package at "${rel}" has no package-lock.json or npm-shrinkwrap.json`);
       }
@@ -101,6 +126,8 @@ export const npm: PackageManager = async (ctx) => {
     packages.push({ name: pkg.name ?? lock.name ?? rel, type: 'npm', version: pkg.version ?? lock.version ?? '0.0.0', path: rel, dependencies });
     const npmrc = `registry=${ctx.viewBase}/npm/\n`;
     configFiles.push({ path: path.posix.join('app', rel, '.npmrc'), type: 'base64' as const, content: b64(npmrc) });
+    // For builds with no network at all: the lock file with every tarball resolved inside the bundle.
+    configFiles.push({ path: path.posix.join('app', rel, lockName), type: 'base64' as const, content: b64(`${JSON.stringify(offlineLock(lock, rel), null, 2)}\n`) });
     ctx.log(`npm: ${rel}: ${dependencies.length} dependencies`);
   }
   const env = {

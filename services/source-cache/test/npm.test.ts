@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { extract } from 'tar';
 import { makeRepo, Upstream } from './fixtures.js';
 import { alice, bob, cycloneDxErrors, startHarness, type Harness } from './helpers.js';
@@ -130,6 +131,26 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     // Another user cannot see it.
     expect((await h.app.inject({ url: `/api/v1/requests/${created.id}`, headers: h.headers(bob) })).statusCode).toBe(404);
     expect((await h.app.inject({ url: `/api/v1/requests/${created.id}/download`, headers: h.headers(bob) })).statusCode).toBe(404);
+  });
+
+  it('installs with `npm ci --offline` from the bundle and its configuration files alone', async () => {
+    const lock = structuredClone(lockV3) as { packages: Record<string, Record<string, unknown>> };
+    const repo = makeRepo({
+      'package.json': JSON.stringify({ name: 'web', version: '1.0.0', dependencies: { 'left-pad': '^1.3.0', '@scope/util': '2.0.1' }, devDependencies: { 'dev-only': '0.1.0' } }),
+      'package-lock.json': JSON.stringify(lock),
+    });
+    const id = (await create({ repo: repo.url, ref: repo.ref, pkg_managers: ['npm'] })).json().id;
+    expect((await h.settle(id)).state).toBe('complete');
+    const out = mkdtempSync(path.join(os.tmpdir(), 'npm-offline-'));
+    writeFileSync(path.join(out, 'b.tgz'), (await h.app.inject({ url: `/api/v1/requests/${id}/download`, headers: h.headers(alice) })).rawPayload);
+    await extract({ file: path.join(out, 'b.tgz'), cwd: out });
+    for (const f of (await h.app.inject({ url: `/api/v1/requests/${id}/configuration-files`, headers: h.headers(alice) })).json()) {
+      writeFileSync(path.join(out, f.path), Buffer.from(f.content, 'base64'));
+    }
+    // No registry reachable: an unroutable one, --offline, a fresh npm cache.
+    execFileSync('npm', ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', '--registry=http://127.0.0.1:9/', `--cache=${path.join(out, '.npm-cache')}`], { cwd: path.join(out, 'app'), stdio: 'pipe', timeout: 90_000 });
+    expect(readFileSync(path.join(out, 'app/node_modules/@scope/util/index.js'), 'utf8')).toContain('@scope/util@2.0.1');
+    expect(readFileSync(path.join(out, 'app/node_modules/left-pad/package.json'), 'utf8')).toContain('1.3.0');
   });
 
   it('reads v1 and v2 lock files and a package in a subdirectory', async () => {

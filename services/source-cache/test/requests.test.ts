@@ -35,6 +35,7 @@ describe('Cachito requests API (role api: nothing processes; PostgreSQL, NATS)',
       [{ repo: 'https://github.com/x/y.git', ref: REF, pkg_managers: ['npm'], dependency_replacements: [{ name: 'a', type: 'npm', version: '1' }] }, 'Dependency replacements are only supported for the gomod package manager'],
       [{ repo: 'https://github.com/x/y.git', ref: REF, surprise: 1 }, 'Field surprise not supported'],
       [{ repo: 'file:///etc', ref: REF }, 'The git URL scheme "file" is not allowed (DOCKYARD_GIT_ALLOW)'],
+      [{ repo: '--upload-pack=touch /tmp/x:y', ref: REF }, 'The "repo" parameter must be a git URL'],
       [{ repo: 'http://127.0.0.1/x.git', ref: REF }, 'The git host "127.0.0.1" resolves to 127.0.0.1, a non-public address not allowed by DOCKYARD_GIT_ALLOW'],
     ];
     for (const [body, error] of cases) {

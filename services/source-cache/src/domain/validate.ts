@@ -21,6 +21,8 @@ export async function validateNewRequest(
   if (!identity.login) throw unauthorized('Authentication required');
   if (typeof body.repo !== 'string' || !body.repo) throw badRequest('The "repo" parameter must be a string');
   if (body.repo.length >= 200) throw badRequest('The "repo" parameter must be less than 200 characters');
+  // Never an option to git (`--upload-pack=...`), whatever the URL parser makes of it.
+  if (body.repo.startsWith('-') || /\s/.test(body.repo)) throw badRequest('The "repo" parameter must be a git URL');
   if (typeof body.ref !== 'string' || !/^[0-9a-f]{40}$/.test(body.ref)) throw badRequest('The "ref" parameter must be a 40 character hex string');
   await assertGitUrlAllowed(body.repo, opts.policy, opts.resolve);
 

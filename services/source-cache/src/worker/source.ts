@@ -43,6 +43,7 @@ export async function cloneAt(repo: string, ref: string, dir: string, opts: { ti
   }, 1000);
   const git = simpleGit({ timeout: { block: opts.timeoutMs }, config, unsafe, abort: abort.signal });
   try {
+    if (repo.startsWith('-')) throw new RequestError('The repository URL is invalid');
     await git.clone(repo, dir, ['--no-checkout', '--quiet']);
     clearInterval(watch);
     const size = await treeSize(dir);

@@ -19,7 +19,7 @@ import { identitySigner } from '@dockyard/kit';
 import { testEnv } from '@dockyard/kit/testing';
 import { buildSourceCacheApp, dropStreams } from '../../services/source-cache/src/app.js';
 import { loadSourceCacheConfig } from '../../services/source-cache/src/config.js';
-import { makeRepo, Upstream } from '../../services/source-cache/test/fixtures.js';
+import { makeRepo, removeTempDirs, Upstream } from '../../services/source-cache/test/fixtures.js';
 
 const NPM_DEPS = Number(process.env.BENCH_NPM_DEPS ?? 200);
 const GO_MODULES = Number(process.env.BENCH_GO_MODULES ?? 40);
@@ -128,6 +128,7 @@ async function main() {
     await app.close();
     await env.cleanup();
     await upstream.stop();
+    removeTempDirs();
   }
 }
 

@@ -1,10 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { extract } from 'tar';
-import { makeRepo, pythonSdist, Upstream } from './fixtures.js';
+import { makeRepo, pythonSdist, Upstream, tmpDir } from './fixtures.js';
 import { alice, startHarness, type Harness } from './helpers.js';
 
 const IMAGE = 'dockyard/debian:bookworm';
@@ -33,7 +32,7 @@ const dockerReady = spawnSync('docker', ['image', 'inspect', IMAGE], { stdio: 'i
     const id = (await h.app.inject({ method: 'POST', url: '/api/v1/requests', headers: h.headers(alice), payload: { repo: repo.url, ref: repo.ref, pkg_managers: ['pip'] } })).json().id;
     expect((await h.settle(id)).state).toBe('complete');
 
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'debian-build-'));
+    const dir = tmpDir('debian-build-');
     chmodSync(dir, 0o755);
     const dl = await h.app.inject({ url: `/api/v1/requests/${id}/download`, headers: h.headers(alice) });
     writeFileSync(path.join(dir, 'bundle.tgz'), dl.rawPayload);

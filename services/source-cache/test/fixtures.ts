@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -15,13 +15,26 @@ import { create as createTar } from 'tar';
 import yazl from 'yazl';
 import { escapeModule, hash1 } from '../src/pm/gomod.js';
 
+const made: string[] = [];
+
+/** A temporary directory removed by {@link removeTempDirs} (the harness calls it on close). */
+export function tmpDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
 export type RepoFile = string | { symlink: string };
 
 const git = (cwd: string, ...args: string[]) =>
   execFileSync('git', ['-c', 'user.email=t@example.org', '-c', 'user.name=t', '-c', 'init.defaultBranch=main', ...args], { cwd, encoding: 'utf8' }).trim();
 
 /** A git repository with these files committed; returns its file:// URL and the commit. */
-export function makeRepo(files: Record<string, RepoFile>, dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'repo-')), 'project')): { url: string; ref: string; dir: string } {
+export function makeRepo(files: Record<string, RepoFile>, dir = path.join(tmpDir('repo-'), 'project')): { url: string; ref: string; dir: string } {
   mkdirSync(dir, { recursive: true });
   git(dir, 'init', '-q');
   for (const [name, content] of Object.entries(files)) {
@@ -53,7 +66,7 @@ async function streamToBuffer(s: NodeJS.ReadableStream): Promise<Buffer> {
 
 /** An npm package tarball (package/package.json) and its SRI integrity. */
 export async function npmTarball(name: string, version: string): Promise<{ tgz: Buffer; integrity: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'npmpkg-'));
+  const dir = tmpDir('npmpkg-');
   mkdirSync(path.join(dir, 'package'));
   writeFileSync(path.join(dir, 'package', 'package.json'), JSON.stringify({ name, version, main: 'index.js' }));
   writeFileSync(path.join(dir, 'package', 'index.js'), `module.exports = ${JSON.stringify(`${name}@${version}`)};\n`);
@@ -63,7 +76,7 @@ export async function npmTarball(name: string, version: string): Promise<{ tgz: 
 
 /** A pure-Python sdist: `<project>-<version>/<files>`, gzip tar. */
 export async function pythonSdist(project: string, version: string, files: Record<string, string>): Promise<Buffer> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'sdist-'));
+  const dir = tmpDir('sdist-');
   const top = `${project}-${version}`;
   for (const [name, content] of Object.entries(files)) {
     mkdirSync(path.dirname(path.join(dir, top, name)), { recursive: true });

@@ -1,10 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { extract } from 'tar';
 import { escapeModule, hash1 } from '../src/pm/gomod.js';
-import { makeRepo, Upstream } from './fixtures.js';
+import { makeRepo, Upstream, tmpDir } from './fixtures.js';
 import { alice, cycloneDxErrors, startHarness, type Harness } from './helpers.js';
 
 const golden = (name: string) => path.join(path.dirname(new URL(import.meta.url).pathname), 'golden', name);
@@ -86,7 +85,7 @@ describe('gomod requests (local GOPROXY upstream)', () => {
     expectGolden('gomod-sbom.json', normalize(sbom, subs));
 
     const dl = await h.app.inject({ url: `/api/v1/requests/${id}/download`, headers: h.headers(alice) });
-    const out = mkdtempSync(path.join(os.tmpdir(), 'gobundle-'));
+    const out = tmpDir('gobundle-');
     writeFileSync(path.join(out, 'b.tgz'), dl.rawPayload);
     await extract({ file: path.join(out, 'b.tgz'), cwd: out });
     const v = path.join(out, 'deps/gomod/pkg/mod/cache/download/github.com/!masterminds/semver/@v');

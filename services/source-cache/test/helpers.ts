@@ -3,7 +3,7 @@ import { identitySigner, type Identity } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import { buildSourceCacheApp, dropStreams } from '../src/app.js';
 import { loadSourceCacheConfig } from '../src/config.js';
-import type { Upstream } from './fixtures.js';
+import { removeTempDirs, type Upstream } from './fixtures.js';
 
 export const alice: Identity = { id: 'u-alice', login: 'alice', admin: false, approved: true, groups: [], roles: [] };
 export const bob: Identity = { id: 'u-bob', login: 'bob', admin: false, approved: true, groups: [], roles: [] };
@@ -54,6 +54,7 @@ export async function startHarness(upstream: Upstream | null, extra: Record<stri
       await dropStreams(app);
       await app.close();
       if (!shared) await env.cleanup();
+      removeTempDirs();
     },
   };
 }

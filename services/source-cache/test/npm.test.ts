@@ -1,10 +1,9 @@
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { extract } from 'tar';
-import { makeRepo, Upstream } from './fixtures.js';
+import { makeRepo, Upstream, tmpDir } from './fixtures.js';
 import { alice, bob, cycloneDxErrors, startHarness, type Harness } from './helpers.js';
 
 const golden = (name: string) => path.join(path.dirname(new URL(import.meta.url).pathname), 'golden', name);
@@ -96,7 +95,7 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     const dl = await h.app.inject({ url: `/api/v1/requests/${created.id}/download`, headers: h.headers(alice) });
     expect(dl.statusCode).toBe(200);
     expect(dl.headers.digest).toBe(`sha-256=${createHash('sha256').update(dl.rawPayload).digest('base64')}`);
-    const out = mkdtempSync(path.join(os.tmpdir(), 'bundle-'));
+    const out = tmpDir('bundle-');
     writeFileSync(path.join(out, 'b.tgz'), dl.rawPayload);
     await extract({ file: path.join(out, 'b.tgz'), cwd: out });
     expect(readdirSync(path.join(out, 'app')).sort()).toEqual(['index.js', 'package-lock.json', 'package.json']);
@@ -141,7 +140,7 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     });
     const id = (await create({ repo: repo.url, ref: repo.ref, pkg_managers: ['npm'] })).json().id;
     expect((await h.settle(id)).state).toBe('complete');
-    const out = mkdtempSync(path.join(os.tmpdir(), 'npm-offline-'));
+    const out = tmpDir('npm-offline-');
     writeFileSync(path.join(out, 'b.tgz'), (await h.app.inject({ url: `/api/v1/requests/${id}/download`, headers: h.headers(alice) })).rawPayload);
     await extract({ file: path.join(out, 'b.tgz'), cwd: out });
     for (const f of (await h.app.inject({ url: `/api/v1/requests/${id}/configuration-files`, headers: h.headers(alice) })).json()) {

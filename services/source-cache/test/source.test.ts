@@ -1,18 +1,17 @@
-import { mkdtempSync, readdirSync, writeFileSync, existsSync, lstatSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, writeFileSync, existsSync, lstatSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { jetstream, jetstreamManager, AckPolicy } from '@nats-io/jetstream';
 import { nanos } from '@dockyard/kit';
 import { testEnv } from '@dockyard/kit/testing';
 import { extract } from 'tar';
-import { makeRepo } from './fixtures.js';
+import { makeRepo, tmpDir } from './fixtures.js';
 import { alice, startHarness, type Harness } from './helpers.js';
 
 async function bundleOf(h: Harness, id: number): Promise<string> {
   const dl = await h.app.inject({ url: `/api/v1/requests/${id}/download`, headers: h.headers(alice) });
   expect(dl.statusCode).toBe(200);
-  const out = mkdtempSync(path.join(os.tmpdir(), 'src-bundle-'));
+  const out = tmpDir('src-bundle-');
   writeFileSync(path.join(out, 'b.tgz'), dl.rawPayload);
   await extract({ file: path.join(out, 'b.tgz'), cwd: out });
   return out;
@@ -68,7 +67,7 @@ describe('source safety: symlinks, paths, size, refs (source-only requests)', ()
 describe('a request whose worker is killed mid-way', () => {
   it('ends failed with a reason when redelivered, and succeeds when submitted again', async () => {
     const env = testEnv();
-    const api = await startHarness(null, { DOCKYARD_ROLE: 'api', DOCKYARD_CACHITO_ACK_WAIT_MS: '1000' }, env);
+    const api = await startHarness(null, { DOCKYARD_ROLE: 'api', DOCKYARD_CACHITO_ACK_WAIT_MS: '3000' }, env);
     let workerApp: Harness | null = null;
     try {
       const repo = makeRepo({ 'a.txt': 'a' });
@@ -79,14 +78,14 @@ describe('a request whose worker is killed mid-way', () => {
       await (await jetstreamManager(api.app.nats)).consumers.add(stream, {
         durable_name: 'source-cache-workers',
         ack_policy: AckPolicy.Explicit,
-        ack_wait: nanos(1000),
+        ack_wait: nanos(3000),
         max_deliver: 5,
         filter_subject: api.app.subjects.of('work.source-cache.request'),
       });
-      const taken = await (await jetstream(api.app.nats).consumers.get(stream, 'source-cache-workers')).next({ expires: 5000 });
+      const taken = await (await jetstream(api.app.nats).consumers.get(stream, 'source-cache-workers')).next({ expires: 30_000 });
       expect(taken?.json<{ id: number }>()).toEqual({ id });
       // Another worker gets it again after ack_wait.
-      workerApp = await startHarness(null, { DOCKYARD_ROLE: 'worker', DOCKYARD_CACHITO_ACK_WAIT_MS: '1000' }, env);
+      workerApp = await startHarness(null, { DOCKYARD_ROLE: 'worker', DOCKYARD_CACHITO_ACK_WAIT_MS: '3000' }, env);
       const failed = await api.settle(id);
       expect(failed).toMatchObject({ state: 'failed', state_reason: 'The request was interrupted: the worker processing it stopped before finishing. Submit the request again to retry it.' });
       const retry = await api.app.inject({ method: 'POST', url: '/api/v1/requests', headers: api.headers(alice), payload: { repo: repo.url, ref: repo.ref, pkg_managers: [] } });
@@ -96,5 +95,5 @@ describe('a request whose worker is killed mid-way', () => {
       await api.close();
       await env.cleanup();
     }
-  });
+  }, 120_000);
 });

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { extract } from 'tar';
-import { makeRepo, makeSuperproject, npmTarball, Upstream } from './fixtures.js';
+import { makeRepo, makeSuperproject, npmTarball, Upstream, tmpDir } from './fixtures.js';
 import { alice, startHarness, type Harness } from './helpers.js';
 
 describe('yarn (classic and Berry) and git-submodule requests', () => {
@@ -73,7 +72,7 @@ describe('yarn (classic and Berry) and git-submodule requests', () => {
     expect(done.state).toBe('complete');
     expect(done.packages).toEqual([{ name: 'lib', type: 'git-submodule', version: `${sub.url}#${sub.ref}`, dependencies: [] }]);
     const dl = await h.app.inject({ url: `/api/v1/requests/${id}/download`, headers: h.headers(alice) });
-    const out = mkdtempSync(path.join(os.tmpdir(), 'sm-'));
+    const out = tmpDir('sm-');
     writeFileSync(path.join(out, 'b.tgz'), dl.rawPayload);
     await extract({ file: path.join(out, 'b.tgz'), cwd: out });
     expect(readFileSync(path.join(out, 'app/lib/lib.txt'), 'utf8')).toBe('library v1\n');

@@ -129,7 +129,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
     workers: async () => {
       const out: { name: string; ok: boolean }[] = [];
       try {
-        for await (const msg of await app.nats.requestMany(app.subjects.of(PING_SUBJECT), json.encode({}), { maxWait: 1000 })) {
+        for await (const msg of await app.nats.requestMany(app.subjects.of(PING_SUBJECT), json.encode({}), { strategy: 'stall', stall: 300, maxWait: 3000 })) {
           out.push({ name: json.decode<{ name: string }>(msg.data).name, ok: true });
         }
       } catch {}

@@ -130,7 +130,7 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     // Another user cannot see it.
     expect((await h.app.inject({ url: `/api/v1/requests/${created.id}`, headers: h.headers(bob) })).statusCode).toBe(404);
     expect((await h.app.inject({ url: `/api/v1/requests/${created.id}/download`, headers: h.headers(bob) })).statusCode).toBe(404);
-  });
+  }, 120_000);
 
   it('installs with `npm ci --offline` from the bundle and its configuration files alone', async () => {
     const lock = structuredClone(lockV3) as { packages: Record<string, Record<string, unknown>> };
@@ -150,7 +150,7 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     execFileSync('npm', ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', '--registry=http://127.0.0.1:9/', `--cache=${path.join(out, '.npm-cache')}`], { cwd: path.join(out, 'app'), stdio: 'pipe', timeout: 90_000 });
     expect(readFileSync(path.join(out, 'app/node_modules/@scope/util/index.js'), 'utf8')).toContain('@scope/util@2.0.1');
     expect(readFileSync(path.join(out, 'app/node_modules/left-pad/package.json'), 'utf8')).toContain('1.3.0');
-  });
+  }, 120_000);
 
   it('reads v1 and v2 lock files and a package in a subdirectory', async () => {
     const v1 = { name: 'old', version: '0.1.0', lockfileVersion: 1, dependencies: { 'left-pad': deps['left-pad'], '@scope/util': { ...deps['@scope/util'], dependencies: { 'dev-only': { ...deps['dev-only'], dev: true } } } } };

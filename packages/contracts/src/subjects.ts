@@ -255,6 +255,24 @@ export const SUBJECTS = {
     consumers: ['gateway'],
     description: 'Live build output, one message per line: {seq, platform, line}; a final {end: true, result}. Stored durably too.',
   },
+  'work.source-cache.request': {
+    kind: 'work',
+    publishers: ['source-cache'],
+    consumers: ['source-cache'],
+    description: 'A Cachito request to process (`{id}`); stream SOURCE_CACHE_WORK, durable source-cache-workers, acked once the outcome is stored.',
+  },
+  'source-cache.worker.ping': {
+    kind: 'request',
+    publishers: ['source-cache'],
+    consumers: ['source-cache'],
+    description: 'Every source-cache worker answers with its name (`/api/v1/status` lists them).',
+  },
+  'events.source-cache.request.state': {
+    kind: 'event',
+    publishers: ['source-cache'],
+    consumers: [],
+    description: 'A Cachito request changed state (payload RequestState in openapi/events.yaml).',
+  },
 } as const satisfies Record<string, SubjectInfo>;
 
 export type SubjectName = keyof typeof SUBJECTS;

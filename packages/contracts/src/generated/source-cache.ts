@@ -220,6 +220,96 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/requests/{id}/packages/{pm}/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The ID of the Cachito request */
+                id: number;
+                /** @description A package name (packument; scoped as `@scope%2fname` or `@scope/name`) or `<name>/-/<file>.tgz` (tarball); may contain slashes */
+                path: string;
+                pm: "npm" | "yarn";
+            };
+            cookie?: never;
+        };
+        /**
+         * The request's npm registry view (npm and yarn dependencies)
+         * @description A read-only npm registry holding exactly the request's dependencies, served from the shared
+         *     cache: a packument (`name`, `dist-tags`, `versions.<v>.dist.{tarball, integrity}`) or a
+         *     tarball. 404 for anything else; 410 once the request is stale; 404 unless complete.
+         */
+        get: operations["getCachitoRequestNpmView"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/requests/{id}/packages/goproxy/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                /** @description `<escaped module>/@v/list`, `/@v/<version>.info`, `.mod` or `.zip` (may contain slashes) */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /** The request's Go module proxy (GOPROXY protocol) */
+        get: operations["getCachitoRequestGoproxy"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/requests/{id}/packages/pypi/files/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file: string;
+                id: number;
+            };
+            cookie?: never;
+        };
+        /** One distribution file of the request's PyPI view */
+        get: operations["getCachitoRequestPypiFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/requests/{id}/packages/pypi/simple/{project}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                /** @description The normalized project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        /** The request's PyPI simple index (PEP 503) page of one project */
+        get: operations["getCachitoRequestPypiProject"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/requests/{id}/sbom": {
         parameters: {
             query?: never;
@@ -394,7 +484,15 @@ export interface components {
             /** @constant */
             bomFormat: "CycloneDX";
             components: components["schemas"]["CycloneDxComponent"][];
-            metadata?: Record<string, never>;
+            /** @description The dependency graph (each package's purl -> the purls it depends on) */
+            dependencies?: {
+                dependsOn?: string[];
+                ref: string;
+            }[];
+            /** @description timestamp, tools, and the repository at its commit as the described component */
+            metadata?: {
+                [key: string]: unknown;
+            };
             /** @example urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79 */
             serialNumber?: string;
             /** @example 1.6 */
@@ -411,10 +509,17 @@ export interface components {
                 value?: string;
             }[];
             purl?: components["schemas"]["Purl"];
+            /**
+             * @description `optional` for development/build-only dependencies
+             * @enum {string}
+             */
+            scope?: "required" | "optional" | "excluded";
             /** @example library */
             type: string;
             /** @example v0.1.1 */
             version?: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * @example {
@@ -1307,6 +1412,138 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["Error"];
                 };
+            };
+        };
+    };
+    getCachitoRequestNpmView: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The ID of the Cachito request */
+                id: number;
+                /** @description A package name (packument; scoped as `@scope%2fname` or `@scope/name`) or `<name>/-/<file>.tgz` (tarball); may contain slashes */
+                path: string;
+                pm: "npm" | "yarn";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A packument (JSON) or a tarball */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Not in this request */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is stale */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    getCachitoRequestGoproxy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                /** @description `<escaped module>/@v/list`, `/@v/<version>.info`, `.mod` or `.zip` (may contain slashes) */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A version list, an info document, a go.mod or a module zip */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Not in this request */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    getCachitoRequestPypiFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file: string;
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sdist or wheel */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Not in this request */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    getCachitoRequestPypiProject: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                /** @description The normalized project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Links to the request's files of this project, with `#sha256=` fragments */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Not in this request */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

@@ -63,6 +63,41 @@ export interface PermissionsVisibleReply {
   repositories: string[];
 }
 
+/** An app version as the registry stores it (GET /apps/{ns}/{repo}/{ver}), for the build service. */
+export interface RegistryApp {
+  id: string;
+  owner: string;
+  namespace: string;
+  name: string;
+  version: string;
+  frozen: boolean;
+  description: string;
+  source: {
+    url: string;
+    branch?: string;
+    tag?: string;
+    directory?: string;
+    dockerfile: string;
+    build_args: Record<string, string>;
+    architectures: string[];
+    name?: string;
+    git_commit?: string;
+  };
+  [field: string]: unknown;
+  /** The source commit recorded at submit ('' when the submit did not clone). */
+  commit: string;
+  /** Blob key of the source archive (gzipped tar) in the registry's blob store; null when none. */
+  sourceArchive: string | null;
+}
+export interface RegistryAppGetRequest {
+  namespace: string;
+  name: string;
+  version: string;
+}
+export interface RegistryAppGetReply {
+  app: RegistryApp | null;
+}
+
 interface SubjectInfo {
   kind: 'request' | 'event' | 'work' | 'log';
   publishers: string[];
@@ -77,6 +112,7 @@ export interface RequestSubjects {
   'permissions.own': { request: PermissionsOwnRequest; reply: { added: number } };
   'permissions.forget': { request: PermissionsForgetRequest; reply: { deleted: number } };
   'permissions.visible': { request: PermissionsVisibleRequest; reply: PermissionsVisibleReply };
+  'registry.app.get': { request: RegistryAppGetRequest; reply: RegistryAppGetReply };
 }
 
 export const SUBJECTS = {
@@ -133,6 +169,54 @@ export const SUBJECTS = {
     publishers: ['permissions'],
     consumers: ['gateway'],
     description: 'An API token was revoked; gateways drop it from their credential cache (payload TokenRevoked).',
+  },
+  'registry.app.get': {
+    kind: 'request',
+    publishers: ['build'],
+    consumers: ['registry'],
+    description: 'An app version as stored (GET /apps/{ns}/{repo}/{ver}) plus its recorded commit and source archive key; null when missing.',
+  },
+  'events.registry.app.submitted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'An app version was submitted or overwritten (payload AppSubmitted in openapi/events.yaml).',
+  },
+  'events.registry.app.frozen': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'An app version was frozen or unfrozen (payload AppFrozen).',
+  },
+  'events.registry.app.deleted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'An app version was deleted (payload AppDeleted).',
+  },
+  'events.registry.namespace.created': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A namespace was created, explicitly or by a submit (payload NamespaceCreated).',
+  },
+  'events.registry.namespace.deleted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A namespace was deleted (payload NamespaceDeleted).',
+  },
+  'events.registry.repository.created': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A repository was created by a submit (payload RepositoryCreated).',
+  },
+  'events.registry.repository.deleted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A repository was deleted (payload RepositoryDeleted).',
   },
 } as const satisfies Record<string, SubjectInfo>;
 

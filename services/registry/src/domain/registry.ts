@@ -207,6 +207,8 @@ export class Registry {
     if (version !== undefined && !VERSION.test(version)) throw badRequest('version: invalid');
     if (!identity.login) throw notAuthorized(identity, 'WRITE', nsRef(namespace));
     const login = identity.login;
+    // DOCKYARD_GIT_ALLOW first: a refused URL creates nothing.
+    if (!this.deps.skipClone) await this.deps.fetcher.assertAllowed(doc.source.url);
 
     await this.authorizeSubmit(identity, namespace, name);
     if (version !== undefined) await this.assertWritable({ namespace, name, version }, force);

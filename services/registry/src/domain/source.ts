@@ -31,6 +31,17 @@ export interface SourceOptions {
   maxArchiveBytes: number;
 }
 
+/** Operator settings git may need (CA bundles, proxies); nothing else of the service's environment reaches git. */
+const PASSED_ENV = ['PATH', 'LANG', 'GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'];
+
+function gitEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of PASSED_ENV) if (process.env[key] !== undefined) env[key] = process.env[key] as string;
+  // No user or system git config (no insteadOf rewrites, credential helpers); never wait for a
+  // password on a terminal: a private repository fails at once instead.
+  return { ...env, HOME: os.tmpdir(), GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0' };
+}
+
 /** The first meaningful line of git's error output: the reason a clone failed, for the caller. */
 function gitReason(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
@@ -65,15 +76,23 @@ export class SourceFetcher {
     return simpleGit({
       baseDir,
       abort: signal,
-      config: ['protocol.ext.allow=never', `protocol.file.allow=${allowFile ? 'always' : 'never'}`, 'core.hooksPath=/dev/null', 'advice.detachedHead=false'],
-    }).env({ ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '/bin/true', SSH_ASKPASS: '/bin/true', GIT_SSH_COMMAND: 'ssh -o BatchMode=yes' });
+      // Our own fixed protocol.* settings only tighten git's defaults; simple-git asks to be told.
+      unsafe: { allowUnsafeProtocolOverride: true },
+      config: ['protocol.ext.allow=never', `protocol.file.allow=${allowFile ? 'always' : 'never'}`, 'advice.detachedHead=false'],
+      allowEnvironment: ['GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', ...PASSED_ENV.filter((k) => k.startsWith('GIT_'))],
+    }).env(gitEnv());
+  }
+
+  /** Refuses (400, saying so) a URL DOCKYARD_GIT_ALLOW does not allow. */
+  async assertAllowed(url: string): Promise<void> {
+    await assertGitUrlAllowed(url, this.opts.policy).catch((err: HttpError) => {
+      throw badRequest(`source.url: ${err.message}`);
+    });
   }
 
   async checkout(source: AppSource): Promise<CheckedOut> {
     // The policy is checked before anything is spawned: a refused URL never reaches git.
-    await assertGitUrlAllowed(source.url, this.opts.policy).catch((err: HttpError) => {
-      throw badRequest(`source.url: ${err.message}`);
-    });
+    await this.assertAllowed(source.url);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'dockyard-registry-src-'));
     const cleanup = () => rm(dir, { recursive: true, force: true });
     const controller = new AbortController();

@@ -35,10 +35,22 @@ export async function buildRegistryApp(config: RegistryConfig, fastify?: Partial
     maxArchiveBytes: config.DOCKYARD_REGISTRY_SOURCE_MAX_MB * 1024 * 1024,
   });
   if (config.DOCKYARD_REGISTRY_SKIP_CLONE) app.log.warn('DOCKYARD_REGISTRY_SKIP_CLONE is on: submits are stored without cloning (benchmarks only)');
-  const registry = new Registry({ prisma, permissions, blobs: app.blobs, events: app.events, fetcher, log: app.log, skipClone: config.DOCKYARD_REGISTRY_SKIP_CLONE });
+  const registry = new Registry({ prisma, permissions, blobs: app.blobs, events: app.events, fetcher, log: app.log, skipClone: config.DOCKYARD_REGISTRY_SKIP_CLONE, appCacheMs: config.DOCKYARD_REGISTRY_APP_CACHE_MS });
   app.decorate('registry', registry);
 
   await app.register(registryRoutes, { doc, registry, blobs: app.blobs });
+
+  // Every replica drops a cached app when any replica changes it (the events every change publishes).
+  const changes = app.nats.subscribe(app.subjects.of('events.registry.app.>'));
+  void (async () => {
+    for await (const msg of changes) {
+      try {
+        registry.forgetCached(msg.json<{ namespace: string; name: string; version: string }>());
+      } catch {
+        /* not an app event */
+      }
+    }
+  })();
 
   // contracts.md #1: the build service reads apps (with commit and source archive) over NATS.
   serveRequests<RegistryAppGetRequest, RegistryAppGetReply>(

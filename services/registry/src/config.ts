@@ -11,6 +11,8 @@ const extra = {
    * files). Never set in a deployment; the service logs a warning when it is on.
    */
   DOCKYARD_REGISTRY_SKIP_CLONE: envBool.default(false),
+  /** How long a rendered app is served from memory (0: off); a change in any replica drops it at once. */
+  DOCKYARD_REGISTRY_APP_CACHE_MS: z.coerce.number().int().min(0).default(5000),
   /** How long a permission decision is reused (any grant change drops them at once). */
   DOCKYARD_PERMISSION_CACHE_MS: z.coerce.number().int().min(0).default(5000),
 };

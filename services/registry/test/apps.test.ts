@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { request } from '@dockyard/kit';
+import { IDENTITY_HEADER, identitySigner, request } from '@dockyard/kit';
+import { buildRegistryApp } from '../src/app.js';
+import { loadRegistryConfig } from '../src/config.js';
 import { rawDocument, type RegistryAppGetReply } from '@dockyard/contracts';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -265,6 +267,26 @@ describe('registry apps: documents, validation, force/frozen, listings (real Pos
     const all = (await h.call(admin, 'GET', '/apps/bulk/many')).json();
     expect(all).toHaveLength(1234);
     expect(all[0]).toEqual({ id: base.id, name: 'many', namespace: 'bulk', version: '0' });
+  });
+
+  it('serves reads from memory in every replica, and a change in one replica reaches the others at once', async () => {
+    // A second registry process on the same database and NATS, with a long app cache.
+    const replica = await buildRegistryApp(loadRegistryConfig(h.env.serviceEnv('registry', { DOCKYARD_REGISTRY_SKIP_CLONE: '1', DOCKYARD_REGISTRY_APP_CACHE_MS: '600000' })));
+    await replica.ready();
+    try {
+      const sign = identitySigner(h.env.env.DOCKYARD_INTERNAL_SECRET);
+      const read = async () => (await replica.inject({ method: 'GET', url: '/apps/sage/cached/1', headers: { [IDENTITY_HEADER]: sign(owner) } })).json();
+      await h.call(owner, 'POST', '/apps/sage/cached/1', appDoc({ description: 'first' }));
+      expect((await read()).description).toBe('first'); // now cached in the replica
+      await h.call(owner, 'POST', '/apps/sage/cached/1?force=true', appDoc({ description: 'second' }));
+      await waitFor(async () => (await read()).description === 'second');
+      await h.call(owner, 'PUT', '/apps/sage/cached/1?frozen=true');
+      await waitFor(async () => (await read()).frozen === true);
+      await h.call(admin, 'DELETE', '/apps/sage/cached/1');
+      await waitFor(async () => (await replica.inject({ method: 'GET', url: '/apps/sage/cached/1', headers: { [IDENTITY_HEADER]: sign(owner) } })).statusCode === 404);
+    } finally {
+      await replica.close();
+    }
   });
 
   it('uses the namespace grant model for repositories it creates (namespace and repository owned by the submitter)', async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import {
   ANONYMOUS,
   badRequest,
@@ -72,16 +73,36 @@ export interface RegistryDeps {
   log: FastifyBaseLogger;
   /** Benchmarks only: store submits without cloning. */
   skipClone?: boolean;
+  /** How long a rendered app is served from memory (0: never); changes anywhere drop it at once. */
+  appCacheMs?: number;
 }
+
+const cacheKey = (k: AppKey) => `${k.namespace}/${k.name}/${k.version}`;
 
 /** ECR's registry: apps, namespaces and repositories, every rule and permission check. */
 export class Registry {
   private readonly prisma: PrismaClient;
   private readonly permissions: PermissionsClient;
 
+  /**
+   * Rendered apps by namespace/name/version: the GET hot path is then a cached permission decision
+   * and a map lookup. Every change drops its entry here at once and, through the
+   * events.registry.app.* event, in every other replica ({@link forgetCached}); the TTL bounds what
+   * a lost event could leave behind.
+   */
+  private readonly bodies: LRUCache<string, string> | null;
+  private generation = 0;
+
   constructor(private readonly deps: RegistryDeps) {
     this.prisma = deps.prisma;
     this.permissions = deps.permissions;
+    this.bodies = deps.appCacheMs ? new LRUCache({ max: 20_000, ttl: deps.appCacheMs }) : null;
+  }
+
+  /** Drops a cached app (it changed here or in another replica). */
+  forgetCached(key: AppKey): void {
+    this.generation++;
+    this.bodies?.delete(cacheKey(key));
   }
 
   // ------------------------------------------------------------------------ events
@@ -101,11 +122,16 @@ export class Registry {
   /** The stored app (JSON text) after a READ check; 404 only for callers who may read the repository. */
   async appBody(identity: Identity, key: AppKey): Promise<string> {
     await this.permissions.require(identity, 'READ', repoRef(key.namespace, key.name));
+    const cached = this.bodies?.get(cacheKey(key));
+    if (cached !== undefined) return cached;
+    const generation = this.generation;
     const row = await this.prisma.app.findUnique({
-      where: { namespace_name_version: key },
+      where: { namespace_name_version: { namespace: key.namespace, name: key.name, version: key.version } },
       select: { body: true },
     });
     if (!row) throw notFound(`App ${appLabel(key.namespace, key.name, key.version)} not found`);
+    // A row read across a change may be stale: serve it once, do not keep it.
+    if (generation === this.generation) this.bodies?.set(cacheKey(key), row.body);
     return row.body;
   }
 
@@ -235,6 +261,7 @@ export class Registry {
         throw badRequest('version: required when cloning is disabled');
       }
       const result = await this.storeApp({ namespace, name, version }, doc, login, force, { commit, sourceArchive, metaFiles });
+      this.forgetCached({ namespace, name, version });
       stored.length = 0; // kept: they belong to the stored app now
       for (const key of result.replacedBlobs) await this.deps.blobs.delete(key).catch(() => undefined);
       await this.emit('app.submitted', login, `repository:${namespace}/${name}`, {
@@ -335,6 +362,7 @@ export class Registry {
     const now = new Date();
     const body = withFrozen(row.body, frozen, now);
     await this.prisma.app.update({ where: { id: row.id }, data: { frozen, body, updatedAt: now } });
+    this.forgetCached(key);
     await this.emit('app.frozen', identity.login, `repository:${key.namespace}/${key.name}`, { appId: row.id, ...key, frozen });
     return body;
   }
@@ -348,6 +376,7 @@ export class Registry {
       throw unauthorized(`Not authorized. (App ${appLabel(key.namespace, key.name, key.version)} is frozen, only an admin can delete it)`);
     }
     const { count } = await this.prisma.app.deleteMany({ where: { id: row.id } });
+    this.forgetCached(key);
     if (!count) throw notFound(`App ${appLabel(key.namespace, key.name, key.version)} not found`);
     for (const blob of [row.sourceArchive, ...Object.values(row.metaFiles as unknown as Record<string, BlobInfo>).map((b) => b.key)]) {
       if (blob) await this.deps.blobs.delete(blob).catch(() => undefined);

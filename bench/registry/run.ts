@@ -235,6 +235,11 @@ async function main(): Promise<void> {
 
 async function cleanup(): Promise<void> {
   await Promise.all([...procs].map(stop));
+  // The services' logs outlive the temp dir (bench/results is git-ignored).
+  const kept = path.join(REPO_ROOT, 'bench/results', `registry-logs-${env.id}`);
+  fs.mkdirSync(path.dirname(kept), { recursive: true });
+  fs.cpSync(logs, kept, { recursive: true });
+  log(`service logs in ${path.relative(REPO_ROOT, kept)}`);
   try {
     const nc = await connectNats(env.env.DOCKYARD_NATS_URL, 'bench-cleanup');
     const stream = `${env.env.DOCKYARD_NATS_PREFIX.replace(/\./g, '_').toUpperCase()}EVENTS`;

@@ -101,7 +101,11 @@ describe('registry apps: documents, validation, force/frozen, listings (real Pos
     expect(broken.json().error).toMatch(/neither valid JSON nor valid YAML/);
     const big = appDoc({ metadata: { blob: 'x'.repeat(33 * 1024) } });
     const tooBig = await h.call(owner, 'POST', '/apps/sage/simple/9', big);
-    expect(tooBig.statusCode).toBe(413);
+    expect([tooBig.statusCode, tooBig.json()]).toEqual([413, { error: 'App document larger than 32768 bytes' }]);
+    const bigYaml = await h.call(owner, 'POST', '/submit', `description: x\n# ${'y'.repeat(40_000)}\n`, { 'content-type': 'application/yaml' });
+    expect(bigYaml.statusCode).toBe(413);
+    // Other errors still have the kit's shape.
+    expect((await h.call(owner, 'GET', '/apps/sage/simple/nope')).json()).toEqual({ error: 'App sage/simple:nope not found' });
     // Just under the limit is fine.
     const justUnder = appDoc({ metadata: { blob: 'x'.repeat(31 * 1024) } });
     expect((await h.call(owner, 'POST', '/apps/sage/simple/9', justUnder)).statusCode).toBe(200);

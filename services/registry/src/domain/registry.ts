@@ -288,10 +288,11 @@ export class Registry {
    */
   private async authorizeSubmit(identity: Identity, namespace: string, name: string): Promise<void> {
     const login = identity.login as string;
-    const ns = await this.prisma.namespace.findUnique({ where: { id: namespace }, select: { id: true } });
-    if (!ns) await this.createNamespaceRow(namespace, login);
+    // The usual case first: an existing repository (whose namespace then exists too) is one lookup.
     const repo = await this.prisma.repository.findUnique({ where: { namespace_name: { namespace, name } }, select: { name: true } });
     if (repo) return this.permissions.require(identity, 'WRITE', repoRef(namespace, name));
+    const ns = await this.prisma.namespace.findUnique({ where: { id: namespace }, select: { id: true } });
+    if (!ns) await this.createNamespaceRow(namespace, login);
     await this.permissions.require(identity, 'WRITE', nsRef(namespace));
     const { count } = await this.prisma.repository.createMany({ data: [{ namespace, name, owner: login }], skipDuplicates: true });
     if (!count) return this.permissions.require(identity, 'WRITE', repoRef(namespace, name));
@@ -324,20 +325,18 @@ export class Registry {
   ): Promise<{ id: string; body: string; forced: boolean; replacedBlobs: string[] }> {
     const now = new Date();
     const { namespace, name, version } = key;
-    const existing = await this.prisma.app.findUnique({ where: { namespace_name_version: key } });
     const fields = { owner, frozen: doc.frozen, commit: source.commit, sourceArchive: source.sourceArchive, metaFiles: source.metaFiles as object };
-    if (!existing) {
-      const id = randomUUID();
-      const body = renderApp(doc, { id, namespace, name, version, owner, frozen: doc.frozen, commit: source.commit, createdAt: now, updatedAt: now });
-      try {
-        await this.prisma.app.create({ data: { id, namespace, name, version, repository: `${namespace}/${name}`, ...fields, body, createdAt: now, updatedAt: now } });
-        return { id, body, forced: false, replacedBlobs: [] };
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'P2002') throw err;
-        // Submitted concurrently: treat like an existing version.
-        return this.storeApp(key, doc, owner, force, source);
-      }
+    // A new version (the usual case) is one INSERT; only a clash reads the existing row.
+    const id = randomUUID();
+    const fresh = renderApp(doc, { id, namespace, name, version, owner, frozen: doc.frozen, commit: source.commit, createdAt: now, updatedAt: now });
+    try {
+      await this.prisma.app.createMany({ data: [{ id, namespace, name, version, repository: `${namespace}/${name}`, ...fields, body: fresh, createdAt: now, updatedAt: now }] });
+      return { id, body: fresh, forced: false, replacedBlobs: [] };
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'P2002') throw err;
     }
+    const existing = await this.prisma.app.findUnique({ where: { namespace_name_version: key } });
+    if (!existing) return this.storeApp(key, doc, owner, force, source); // deleted in between
     if (existing.frozen) throw conflict(`App ${appLabel(namespace, name, version)} is frozen and cannot be overwritten`);
     if (!force) throw conflict(`App ${appLabel(namespace, name, version)} already exists (use ?force=true to overwrite)`);
     const body = renderApp(doc, { id: existing.id, namespace, name, version, owner, frozen: doc.frozen, commit: source.commit, createdAt: existing.createdAt, updatedAt: now });

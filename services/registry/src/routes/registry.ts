@@ -41,6 +41,13 @@ export const registryRoutes: FastifyPluginAsync<Deps> = async (app, { doc, regis
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_DOCUMENT_BYTES }, (_request, body, done) => done(null, body));
 
+  // Over the limit: ECR's wording for app documents; everything else goes to the kit's handler.
+  app.setErrorHandler((err: Error & { code?: string }, request, reply) => {
+    if (err.code !== 'FST_ERR_CTP_BODY_TOO_LARGE') throw err;
+    const what = request.method === 'POST' ? 'App document' : 'Request body';
+    return reply.status(413).send({ error: `${what} larger than ${MAX_DOCUMENT_BYTES} bytes` });
+  });
+
   const json = (text: string) => text; // bodies are stored as rendered JSON text: sent as they are
 
   // ------------------------------------------------------------------ apps

@@ -165,7 +165,10 @@ describe('registry permission matrix (permissions service in-process, real Postg
     expect([taken.statusCode, taken.json().error]).toEqual([409, 'Namespace sage already exists']);
     expect(await status(anonymous, 'PUT', '/namespaces', { id: 'anonns' })).toBe(401);
     const bad = await h.call(other, 'PUT', '/namespaces', { id: 'Bad Name' });
-    expect([bad.statusCode, bad.json().error]).toEqual([400, "id: may hold only lower-case letters, digits, '-', '_' and '.'"]);
+    expect([bad.statusCode, bad.json().error]).toEqual([400, "id: may hold only lower-case letters, digits, '-', '_' and '.' (starting with a letter or digit)"]);
+    expect((await h.call(other, 'PUT', '/namespaces', { id: '..' })).statusCode).toBe(400);
+    for (const url of ['/apps/_x/y/1', '/apps/x/.y', '/namespaces/-x', '/repositories/x/.y']) expect([url, await status(owner, 'GET', url)]).toEqual([url, 400]);
+    expect((await h.call(owner, 'POST', '/apps/.y/z/1', appDoc())).statusCode).toBe(400);
     expect((await h.call(other, 'PUT', '/namespaces', {})).json().error).toBe('id: required');
     expect((await h.call(other, 'PUT', '/namespaces', { id: 'x', owner: 'y' })).json().error).toBe('Field owner not supported');
     expect(await h.grants.list(ns('newns'))).toEqual([expect.objectContaining({ grantee: 'testuser2', permission: 'FULL_CONTROL' })]);

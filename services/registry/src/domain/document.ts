@@ -7,12 +7,17 @@ export const MAX_DOCUMENT_BYTES = 32 * 1024;
 export const ARCHITECTURES = ['linux/amd64', 'linux/arm64', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8'] as const;
 export const INPUT_TYPES = ['boolean', 'int', 'long', 'float', 'double', 'string', 'File'] as const;
 
-/** Namespace and repository names: lower-case letters, digits, '-', '_' and '.', not '.' or '..'. */
-export const NAME = /^[a-z0-9._-]+$/;
+/**
+ * Namespace and repository names: lower-case letters, digits, '-', '_' and '.', starting with a
+ * letter or digit (the permissions service's rule too, so never '.' or '..').
+ */
+export const NAME = /^[a-z0-9][a-z0-9._-]*$/;
 export const VERSION = /^[A-Za-z0-9._+-]{1,128}$/;
 
+export const NAME_RULE = (field: string) => `${field}: may hold only lower-case letters, digits, '-', '_' and '.' (starting with a letter or digit)`;
+
 export function validName(name: string): boolean {
-  return NAME.test(name) && name !== '.' && name !== '..' && name.length <= 128;
+  return NAME.test(name) && name.length <= 128;
 }
 
 const TOP_LEVEL = [
@@ -179,9 +184,9 @@ export function checkDocument(value: unknown): AppDocument {
   const doc = value as Record<string, unknown>;
   for (const key of Object.keys(doc)) if (!(TOP_LEVEL as readonly string[]).includes(key)) fail(`Field ${key} not supported`);
   const namespace = optionalString(doc, 'namespace');
-  if (namespace !== undefined && !validName(namespace)) fail("namespace: may hold only lower-case letters, digits, '-', '_' and '.'");
+  if (namespace !== undefined && !validName(namespace)) fail(NAME_RULE('namespace'));
   const name = optionalString(doc, 'name');
-  if (name !== undefined && !validName(name)) fail("name: may hold only lower-case letters, digits, '-', '_' and '.'");
+  if (name !== undefined && !validName(name)) fail(NAME_RULE('name'));
   let version = doc.version;
   if (typeof version === 'number') version = String(version); // YAML `version: 1.0` is a number
   if (version !== undefined && version !== null && (typeof version !== 'string' || !VERSION.test(version))) {

@@ -16,7 +16,7 @@ import {
 } from '@dockyard/kit';
 import type { PermissionLevel, PermissionsVisibleReply, RegistryApp, ResourceRef } from '@dockyard/contracts';
 import type { PrismaClient, Namespace, Repository } from '../generated/prisma/client.js';
-import { checkDocument, parseDocument, validName, VERSION, type AppDocument } from './document.js';
+import { checkDocument, NAME_RULE, parseDocument, validName, VERSION, type AppDocument } from './document.js';
 import { renderApp, withFrozen } from './render.js';
 import { SourceFetcher, type CheckedOut } from './source.js';
 
@@ -406,7 +406,7 @@ export class Registry {
     for (const key of Object.keys(body)) if (key !== 'id') throw badRequest(`Field ${key} not supported`);
     const id = (body as { id?: unknown }).id;
     if (id === undefined || id === null || id === '') throw badRequest('id: required');
-    if (typeof id !== 'string' || !validName(id)) throw badRequest("id: may hold only lower-case letters, digits, '-', '_' and '.'");
+    if (typeof id !== 'string' || !validName(id)) throw badRequest(NAME_RULE('id'));
     if (!identity.login) throw unauthorized(`Not authorized. (Anonymous user may not create namespace ${id})`);
     await this.createNamespaceRow(id, identity.login);
     const row = await this.prisma.namespace.findUniqueOrThrow({ where: { id } });

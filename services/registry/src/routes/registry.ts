@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { routeSchema, type OpenApiDocument } from '@dockyard/kit';
-import { MAX_DOCUMENT_BYTES } from '../domain/document.js';
+import { badRequest, routeSchema, type OpenApiDocument } from '@dockyard/kit';
+import { MAX_DOCUMENT_BYTES, NAME_RULE, validName } from '../domain/document.js';
 import type { AppKey, ListQuery, Registry } from '../domain/registry.js';
 
 interface Deps {
@@ -46,6 +46,14 @@ export const registryRoutes: FastifyPluginAsync<Deps> = async (app, { doc, regis
     if (err.code !== 'FST_ERR_CTP_BODY_TOO_LARGE') throw err;
     const what = request.method === 'POST' ? 'App document' : 'Request body';
     return reply.status(413).send({ error: `${what} larger than ${MAX_DOCUMENT_BYTES} bytes` });
+  });
+
+  // Names in paths follow the same rule as everywhere (the OpenAPI pattern is looser: '.', '..').
+  app.addHook('preValidation', async (request) => {
+    const params = request.params as Record<string, string> | undefined;
+    for (const [param, field] of [['namespace', 'namespace'], ['repository', 'name']] as const) {
+      if (params?.[param] !== undefined && !validName(params[param])) throw badRequest(NAME_RULE(field));
+    }
   });
 
   const json = (text: string) => text; // bodies are stored as rendered JSON text: sent as they are

@@ -17,8 +17,8 @@
  * Every submit gets a new version (no 409s). Prints req/s, p50/p99 latency, non-2xx/errors, and the
  * CPU each process used. Raw results: bench/results/registry-<timestamp>.json.
  *
- * Knobs: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (GET, default 50), BENCH_SUBMIT_CONNECTIONS
- * (default 10), BENCH_WARMUP (s, default 2).
+ * Knobs: BENCH_DURATION (s, default 10; (d) runs twice as long), BENCH_CONNECTIONS (GET, default 50),
+ * BENCH_SUBMIT_CONNECTIONS ((c), default 10), BENCH_CLONE_CONNECTIONS ((d), default 4), BENCH_WARMUP (s, default 2).
  */
 import autocannon from 'autocannon';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -37,6 +37,7 @@ const num = (name: string, fallback: number) => (process.env[name] ? Number(proc
 const DURATION = num('BENCH_DURATION', 10);
 const CONNECTIONS = num('BENCH_CONNECTIONS', 50);
 const SUBMIT_CONNECTIONS = num('BENCH_SUBMIT_CONNECTIONS', 10);
+const CLONE_CONNECTIONS = num('BENCH_CLONE_CONNECTIONS', 4);
 const WARMUP = num('BENCH_WARMUP', 2);
 const AUTH = 'sage testuser_token';
 const log = (msg: string) => process.stdout.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -130,12 +131,12 @@ function cannon(opts: autocannon.Options): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => autocannon(opts, (err, result) => (err ? reject(err) : resolve(result))));
 }
 
-async function measure(label: string, opts: autocannon.Options, who: Record<string, Proc>): Promise<Row> {
+async function measure(label: string, opts: autocannon.Options, who: Record<string, Proc>, durationFactor = 1): Promise<Row> {
   if (WARMUP) await cannon({ ...opts, duration: WARMUP });
   const before = Object.fromEntries(Object.entries(who).map(([k, p]) => [k, cpuSeconds(p.child.pid)]));
   const self0 = process.cpuUsage();
   const t0 = performance.now();
-  const raw = await cannon({ ...opts, duration: DURATION });
+  const raw = await cannon({ ...opts, duration: DURATION * durationFactor });
   const wall = (performance.now() - t0) / 1000;
   const self = process.cpuUsage(self0);
   const cpu = Object.fromEntries(Object.entries(who).map(([k, p]) => [k, Math.round(((cpuSeconds(p.child.pid) - before[k]) / wall) * 100)]));
@@ -201,20 +202,20 @@ async function main(): Promise<void> {
   rows.push(await measure('(b) GET app, through the gateway', { url: `${gatewayUrl}/apps/bench/app/1.0`, headers: { authorization: AUTH }, connections: CONNECTIONS }, all()));
 
   let n = 0;
-  const submits = (repoName: string): autocannon.Options => ({
+  const submits = (repoName: string, connections: number): autocannon.Options => ({
     url: gatewayUrl,
-    connections: SUBMIT_CONNECTIONS,
+    connections,
     requests: [{ method: 'POST', headers: { authorization: AUTH, 'content-type': 'application/json' }, body: doc(), setupRequest: (req) => ({ ...req, path: `/apps/bench/${repoName}/${++n}` }) }],
   });
   // (c) the submit path without git: the registry restarted with cloning off (benchmark-only switch).
   await stop(registry);
   registry = start('registry', path.join(REPO_ROOT, 'services/registry'), registryEnv(true), path.join(logs, 'registry-noclone.log'));
   await waitReady(registry, `${registryUrl}/readyz`);
-  rows.push(await measure('(c) POST submit, no clone, through the gateway', submits('nc'), all()));
+  rows.push(await measure('(c) POST submit, no clone, through the gateway', submits('nc', SUBMIT_CONNECTIONS), all()));
   await stop(registry);
   registry = start('registry', path.join(REPO_ROOT, 'services/registry'), registryEnv(false), path.join(logs, 'registry-clone.log'));
   await waitReady(registry, `${registryUrl}/readyz`);
-  rows.push(await measure('(d) POST submit, clone of a tiny local repo, through the gateway', submits('git'), all()));
+  rows.push(await measure('(d) POST submit, clone of a tiny local repo, through the gateway', submits('git', CLONE_CONNECTIONS), all(), 2));
 
   const target = rows[1];
   const met = target.reqPerSec >= 3000 && target.p99 <= 25;
@@ -225,7 +226,7 @@ async function main(): Promise<void> {
   const out = path.join(REPO_ROOT, 'bench/results');
   fs.mkdirSync(out, { recursive: true });
   const file = path.join(out, `registry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, JSON.stringify({ settings: { DURATION, CONNECTIONS, SUBMIT_CONNECTIONS, WARMUP }, loadavg: os.loadavg(), rows }, null, 2));
+  fs.writeFileSync(file, JSON.stringify({ settings: { DURATION, CONNECTIONS, SUBMIT_CONNECTIONS, CLONE_CONNECTIONS, WARMUP }, loadavg: os.loadavg(), rows }, null, 2));
   log(`raw results in ${path.relative(REPO_ROOT, file)}`);
   if (rows.some((r) => r.non2xx || r.errors)) {
     log('INVALID RUN: non-2xx answers or errors (autocannon leaves them out of the latencies)');

@@ -215,7 +215,7 @@ describe('registry apps: documents, validation, force/frozen, listings (real Pos
 
   it('answers registry.app.get over NATS for the build service (contracts.md #1)', async () => {
     const stored = (await h.call(owner, 'GET', '/apps/sage/simple/1.0')).json();
-    const reply = await request<object, RegistryAppGetReply>(h.registry.nats, h.registry.subjects.of('registry.app.get'), { namespace: 'sage', name: 'simple', version: '1.0' });
+    const reply = await request<object, RegistryAppGetReply>(h.registry.nats, h.registry.subjects.of('registry.app.get'), { namespace: 'sage', name: 'simple', version: '1.0', extra: 1 });
     expect(reply.app).toEqual({ ...stored, commit: '', sourceArchive: null });
     expect(await request(h.registry.nats, h.registry.subjects.of('registry.app.get'), { namespace: 'sage', name: 'simple', version: 'nope' })).toEqual({ app: null });
     expect(await request(h.registry.nats, h.registry.subjects.of('registry.app.get'), { namespace: '../x', name: 'simple', version: '1' })).toEqual({ app: null });

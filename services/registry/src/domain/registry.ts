@@ -138,7 +138,7 @@ export class Registry {
   /** For the build service (`registry.app.get`): the app with its recorded commit and archive. */
   async appForBuild(key: AppKey): Promise<RegistryApp | null> {
     if (![key.namespace, key.name].every((n) => typeof n === 'string' && validName(n)) || typeof key.version !== 'string') return null;
-    const row = await this.prisma.app.findUnique({ where: { namespace_name_version: key } });
+    const row = await this.prisma.app.findUnique({ where: { namespace_name_version: { namespace: key.namespace, name: key.name, version: key.version } } });
     if (!row) return null;
     return { ...(JSON.parse(row.body) as object), commit: row.commit ?? '', sourceArchive: row.sourceArchive } as RegistryApp;
   }

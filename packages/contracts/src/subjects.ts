@@ -63,7 +63,7 @@ export interface PermissionsVisibleReply {
   repositories: string[];
 }
 
-/** An app version as the registry stores it (GET /apps/{ns}/{repo}/{ver}), for `registry.app.get`. */
+/** An app version as the registry stores it (GET /apps/{ns}/{repo}/{ver}), for the build service. */
 export interface RegistryApp {
   id: string;
   owner: string;
@@ -71,21 +71,23 @@ export interface RegistryApp {
   name: string;
   version: string;
   frozen: boolean;
-  description?: string;
+  description: string;
   source: {
     url: string;
-    branch?: string | null;
-    tag?: string | null;
-    directory?: string | null;
-    dockerfile?: string | null;
-    build_args?: Record<string, string> | null;
-    architectures?: string[] | null;
+    branch?: string;
+    tag?: string;
+    directory?: string;
+    dockerfile: string;
+    build_args: Record<string, string>;
+    architectures: string[];
+    name?: string;
+    git_commit?: string;
   };
-  /** The source commit recorded when the version was submitted. */
+  [field: string]: unknown;
+  /** The source commit recorded at submit ('' when the submit did not clone). */
   commit: string;
-  /** Blob key of the source archive (registry-local), if one was kept. */
+  /** Blob key of the source archive (gzipped tar) in the registry's blob store; null when none. */
   sourceArchive: string | null;
-  [key: string]: unknown;
 }
 export interface RegistryAppGetRequest {
   namespace: string;
@@ -205,7 +207,7 @@ export const SUBJECTS = {
     kind: 'request',
     publishers: ['build'],
     consumers: ['registry'],
-    description: 'An app version as stored, with its recorded source commit (ECR builds fetch what to build).',
+    description: 'An app version as stored (GET /apps/{ns}/{repo}/{ver}) plus its recorded commit and source archive key; null when missing.',
   },
   'build.image.get': {
     kind: 'request',
@@ -272,6 +274,48 @@ export const SUBJECTS = {
     publishers: ['source-cache'],
     consumers: [],
     description: 'A Cachito request changed state (payload RequestState in openapi/events.yaml).',
+  },
+  'events.registry.app.submitted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'An app version was submitted or overwritten (payload AppSubmitted in openapi/events.yaml).',
+  },
+  'events.registry.app.frozen': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'An app version was frozen or unfrozen (payload AppFrozen).',
+  },
+  'events.registry.app.deleted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'An app version was deleted (payload AppDeleted).',
+  },
+  'events.registry.namespace.created': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A namespace was created, explicitly or by a submit (payload NamespaceCreated).',
+  },
+  'events.registry.namespace.deleted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A namespace was deleted (payload NamespaceDeleted).',
+  },
+  'events.registry.repository.created': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A repository was created by a submit (payload RepositoryCreated).',
+  },
+  'events.registry.repository.deleted': {
+    kind: 'event',
+    publishers: ['registry'],
+    consumers: [],
+    description: 'A repository was deleted (payload RepositoryDeleted).',
   },
 } as const satisfies Record<string, SubjectInfo>;
 

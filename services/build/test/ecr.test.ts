@@ -30,6 +30,7 @@ describe('ECR builds from a git repository (git daemon, real engine, registry, p
       name: 'simple',
       version,
       frozen: false,
+      description: 'A fixture app',
       source: { url: daemon.url('simple'), dockerfile: 'Dockerfile', directory: '.', build_args: {}, architectures: ['linux/amd64'], ...source },
       commit,
       sourceArchive: null,

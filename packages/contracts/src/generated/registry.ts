@@ -14,6 +14,8 @@ export interface paths {
          *     `pagination`. Filters: `public` (readable by AllUsers), `shared` (shared with the caller by
          *     a grant, not owned), `owner` (login). Anonymous callers see public apps only. Dockyard
          *     answers 400 naming the parameter for an invalid `limit` or `continue` (ECR: 500).
+         *     `shared` means readable through a grant that is not the public one (AllUsers), on an app
+         *     owned by someone else. Order: oldest first; `continue` is opaque.
          */
         get: operations["listApps"];
         put?: never;
@@ -113,6 +115,15 @@ export interface paths {
          *     An existing version is refused unless `?force=true`; a frozen app is never overwritten.
          *     The response is the stored app. Publishes `events.registry.app.submitted` (and
          *     `events.registry.namespace.created` / `events.registry.repository.created` when created).
+         *
+         *     Order of checks: the document (400), the caller (401 when anonymous),
+         *     `DOCKYARD_GIT_ALLOW` for `source.url` (400, nothing created), permissions (401), an
+         *     existing/frozen version (409), then the clone. The namespace and repository are created
+         *     before the clone, as ECR did: a clone that fails leaves them, empty. Submodule URLs
+         *     (relative ones resolved against `source.url`) pass the same policy before they are
+         *     fetched. `ecr-meta/` is looked up in `source.directory`, else at the repository root;
+         *     regular files with plain names only (at most 20, 5 MiB each; dot files and symlinks are
+         *     skipped). A YAML `version: 1.0` keeps its text (`"1.0"`, not `1`).
          *
          *     Where Dockyard differs: ECR answered 500 for most invalid documents; Dockyard answers 400
          *     naming the field (`Field X not supported` for an unknown top-level field, `description:
@@ -434,7 +445,7 @@ export interface components {
             owner_id: string;
         };
         /**
-         * @description A namespace or repository name (lower-case letters, digits, `-`, `_`, `.`).
+         * @description A namespace or repository name (lower-case letters, digits, `-`, `_`, `.`), starting with a letter or digit.
          * @example sage
          */
         ResourceName: string;

@@ -255,6 +255,18 @@ export const SUBJECTS = {
     consumers: ['gateway'],
     description: 'Live build output, one message per line: {seq, platform, line}; a final {end: true, result}. Stored durably too.',
   },
+  'work.process': {
+    kind: 'work',
+    publishers: ['process'],
+    consumers: ['process'],
+    description: 'Work queue of REE processes (stream PROCESS_WORK, payload {uuid}); acked once the outcome is stored.',
+  },
+  'events.process.process.state': {
+    kind: 'event',
+    publishers: ['process'],
+    consumers: [],
+    description: 'An REE process changed status: queued, processing, processed or failed (payload ProcessState in openapi/events.yaml).',
+  },
 } as const satisfies Record<string, SubjectInfo>;
 
 export type SubjectName = keyof typeof SUBJECTS;

@@ -63,7 +63,9 @@ export async function runScript(docker: Docker, image: string, script: string, o
     const ended = new Promise<void>((resolve) => stream.on('end', resolve));
     await container.start();
     const { StatusCode } = (await container.wait()) as { StatusCode: number };
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 2000))]);
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise((r) => (grace = setTimeout(r, 2000)))]);
+    clearTimeout(grace);
     return { code: StatusCode, stdout: Buffer.concat(chunks).toString('utf8'), stderr: Buffer.concat(errs).toString('utf8') };
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);

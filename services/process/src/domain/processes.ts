@@ -114,7 +114,7 @@ export class ProcessLog {
   line(text: string): void {
     for (const l of text.replace(/\r/g, '').split('\n')) this.pending.push(l);
     if (this.pending.length >= 200) void this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => void this.flush(), 200);
+    else if (!this.timer) this.timer = setTimeout(() => void this.flush(), 200).unref();
   }
 
   flush(): Promise<void> {

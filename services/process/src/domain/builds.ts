@@ -3,6 +3,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { json, putBuildContext, request, type Subjects } from '@dockyard/kit';
 import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
 
+/** build.request was refused or not answered (no build service running, a bad request). */
+export class BuildServiceUnavailable extends Error {}
+
 export interface BuildOutcome {
   buildId: string;
   result: 'SUCCESS' | 'FAILURE' | 'ABORTED' | 'TIMEOUT';
@@ -44,7 +47,9 @@ export async function buildThroughService(
       owner: o.owner,
       push: false,
       label: o.label,
-    }, 15_000);
+    }, 15_000).catch((err: Error) => {
+      throw new BuildServiceUnavailable(`The build service did not accept the build (build.request: ${err.message})`);
+    });
     buildId = reply.buildId;
     for (const e of early.splice(0)) if (e.id === buildId) o.line(e.line);
     return await new Promise<BuildOutcome>((resolve) => {

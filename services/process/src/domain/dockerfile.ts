@@ -84,12 +84,19 @@ export interface AptRequest {
  * Finds the packages of every `apt-get install` / `apt install` in a RUN instruction and, when
  * `pin` is given, rewrites them as `name=version` (unknown names are left alone and reported).
  */
-export function aptInstalls(raw: string, pin?: (p: AptRequest) => string | null): { raw: string; packages: AptRequest[]; unpinned: string[] } {
+export function aptInstalls(
+  raw: string,
+  pin?: (p: AptRequest) => string | null,
+  append: string[] = [],
+): { raw: string; packages: AptRequest[]; unpinned: string[]; installs: number } {
   // Tokens with the whitespace between them kept, so the rewrite changes only package words.
   const parts = raw.split(/(\s+)/);
   const packages: AptRequest[] = [];
   const unpinned: string[] = [];
   let state: 'none' | 'apt' | 'install' = 'none';
+  let installs = 0;
+  // The last word of the last install command: where `append` goes.
+  let lastWord = -1;
   for (let i = 0; i < parts.length; i += 2) {
     let word = parts[i];
     if (!word) continue;
@@ -105,9 +112,13 @@ export function aptInstalls(raw: string, pin?: (p: AptRequest) => string | null)
     if (state === 'none') {
       if (word === 'apt-get' || word === 'apt') state = 'apt';
     } else if (state === 'apt') {
-      if (word === 'install') state = 'install';
-      else if (!word.startsWith('-')) state = 'none';
+      if (word === 'install') {
+        state = 'install';
+        installs++;
+        lastWord = i;
+      } else if (!word.startsWith('-')) state = 'none';
     } else if (!word.startsWith('-')) {
+      lastWord = i;
       const m = PACKAGE_ARG.exec(word);
       if (m) {
         const req = { name: m[1], arch: m[2]?.slice(1) ?? null };
@@ -116,8 +127,60 @@ export function aptInstalls(raw: string, pin?: (p: AptRequest) => string | null)
         if (pin && version) parts[i] = `${m[1]}${m[2] ?? ''}=${version}${trailing}`;
         else if (pin) unpinned.push(word);
       } else if (pin) unpinned.push(word);
+    } else lastWord = i;
+    if (trailing) state = 'none';
+  }
+  if (append.length && lastWord >= 0) {
+    const word = parts[lastWord];
+    const semi = word.length > 1 && word.endsWith(';') ? ';' : '';
+    parts[lastWord] = `${semi ? word.slice(0, -1) : word} ${append.join(' ')}${semi}`;
+  }
+  return { raw: parts.join(''), packages, unpinned, installs };
+}
+
+// A plain pip requirement word: name, name[extra], name==version (other specifiers left alone).
+const PIP_ARG = /^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?(==[^\s]+)?$/;
+
+/**
+ * Pins the packages of `pip install` / `pip3 install` / `python3 -m pip install` commands as
+ * `name==version` (requirement files, URLs and other specifiers are left alone).
+ */
+export function pipInstalls(raw: string, pin: (name: string) => string | null): { raw: string; pinned: string[] } {
+  const parts = raw.split(/(\s+)/);
+  const pinned: string[] = [];
+  let state: 'none' | 'pip' | 'install' = 'none';
+  let skipNext = false;
+  for (let i = 0; i < parts.length; i += 2) {
+    let word = parts[i];
+    if (!word) continue;
+    let trailing = '';
+    if (word.length > 1 && word.endsWith(';')) {
+      trailing = ';';
+      word = word.slice(0, -1);
+    }
+    if (SEPARATORS.has(word)) {
+      state = 'none';
+      continue;
+    }
+    if (word === '\\') continue;
+    if (state === 'none') {
+      if (/^pip[0-9.]*$/.test(word) || (word === 'pip' && parts[i - 2] === '-m')) state = 'pip';
+    } else if (state === 'pip') {
+      if (word === 'install') state = 'install';
+      else if (!word.startsWith('-')) state = 'none';
+    } else if (skipNext) skipNext = false;
+    else if (word.startsWith('-')) {
+      // Options taking a value: the next word is not a package.
+      if (/^(-r|--requirement|-c|--constraint|-e|--editable|-i|--index-url|--extra-index-url|-f|--find-links|-t|--target|--prefix|--root)$/.test(word)) skipNext = true;
+    } else {
+      const m = PIP_ARG.exec(word);
+      const version = m ? pin(m[1].toLowerCase().replace(/_/g, '-')) : null;
+      if (m && version) {
+        parts[i] = `${m[1]}${m[2] ?? ''}==${version}${trailing}`;
+        pinned.push(m[1]);
+      }
     }
     if (trailing) state = 'none';
   }
-  return { raw: parts.join(''), packages, unpinned };
+  return { raw: parts.join(''), pinned };
 }

@@ -7,6 +7,8 @@ export interface Pkg {
   name: string;
   version: string;
   arch?: string | null;
+  /** In a Dockerfile's pins: installed as a dependency of what the Dockerfile asked for. */
+  dependency?: boolean;
 }
 
 export interface OsRelease {

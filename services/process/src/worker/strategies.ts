@@ -4,8 +4,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { BlobStore, Subjects } from '@dockyard/kit';
 import type { Process } from '../generated/prisma/client.js';
 import type { ProcessLog } from '../domain/processes.js';
-import { buildThroughService } from '../domain/builds.js';
-import { aptInstalls, fromLines, parseDockerfile, pinFrom, serialize } from '../domain/dockerfile.js';
+import { BuildServiceUnavailable, buildThroughService } from '../domain/builds.js';
+import { aptInstalls, fromLines, parseDockerfile, pinFrom, pipInstalls, serialize } from '../domain/dockerfile.js';
 import { comparePackages, describeDiff, diffIsEmpty, inspectImage, runScript, type ImageContents, type Pkg } from '../domain/packages.js';
 import { cycloneDx, osMatches, parseSbom, type SbomPackage } from '../domain/sbom.js';
 import { readEntries, walkZip, zipToTar, ZipWriter } from '../domain/zip.js';
@@ -75,6 +75,8 @@ async function buildImage(deps: StrategyDeps, job: Job, o: { context: NodeJS.Rea
       o.lines?.push(l);
     },
     signal: job.signal,
+  }).catch((err) => {
+    throw err instanceof BuildServiceUnavailable ? new ProcessFailure(err.message) : err;
   });
   if (outcome.result === 'TIMEOUT') throw new Error('aborted');
   if (outcome.result !== 'SUCCESS') throw new ProcessFailure(`The image build failed (build ${outcome.buildId}): ${outcome.error ?? outcome.result}`);
@@ -112,21 +114,54 @@ export async function recordingDefine(deps: StrategyDeps, job: Job, out: ZipWrit
     const contents = await inspectImage(docker, tag, { labels: labelsOf(deps.subjects), signal: job.signal });
     job.log.line(`Recorded ${summary(contents)} in the built image (${contents.os?.prettyName ?? 'unknown OS'})`);
     const debs = new Map(contents.packages.filter((p) => p.type === 'deb').map((p) => [p.name, p.version]));
+    const pips = new Map(contents.packages.filter((p) => p.type === 'pypi').map((p) => [p.name, p.version]));
     const pinnedApt: Pkg[] = [];
     const unpinned: string[] = [];
+    // The final stage: its apt-get install commands also get the packages they pulled in.
+    const finalFrom = froms[froms.length - 1];
+    const finalBase = finalFrom.stage ? null : bases.find((b) => b.index === finalFrom.index) ?? null;
+    const requested = new Set<string>();
+    let lastInstall = -1;
     for (const [i, ins] of instructions.entries()) {
       if (ins.keyword !== 'RUN') continue;
-      const rewritten = aptInstalls(ins.raw, (req) => {
-        const version = debs.get(req.name);
-        if (version) pinnedApt.push({ type: 'deb', name: req.name, version, arch: req.arch });
+      const found = aptInstalls(ins.raw);
+      for (const p of found.packages) requested.add(p.name);
+      if (found.installs && i > finalFrom.index) lastInstall = i;
+    }
+    let dependencies: Pkg[] = [];
+    if (finalBase && lastInstall >= 0) {
+      // Every Debian package the build installed or changed beyond what was asked for by name.
+      const baseContents = await inspectImage(docker, finalBase.imageId, { labels: labelsOf(deps.subjects), signal: job.signal });
+      const inBase = new Map(baseContents.packages.filter((p) => p.type === 'deb').map((p) => [p.name, p.version]));
+      dependencies = contents.packages.filter((p) => p.type === 'deb' && inBase.get(p.name) !== p.version && !requested.has(p.name));
+    }
+    for (const [i, ins] of instructions.entries()) {
+      if (ins.keyword !== 'RUN') continue;
+      const append = i === lastInstall ? dependencies.map((p) => `${p.name}=${p.version}`) : [];
+      const rewritten = aptInstalls(
+        ins.raw,
+        (req) => {
+          const version = debs.get(req.name);
+          if (version) pinnedApt.push({ type: 'deb', name: req.name, version, arch: req.arch });
+          return version ?? null;
+        },
+        append,
+      );
+      const pip = pipInstalls(rewritten.raw, (name) => {
+        const version = pips.get(name);
+        if (version) pinnedApt.push({ type: 'pypi', name, version });
         return version ?? null;
       });
-      instructions[i] = { ...ins, raw: rewritten.raw };
+      instructions[i] = { ...ins, raw: pip.raw };
       unpinned.push(...rewritten.unpinned);
+    }
+    if (dependencies.length) {
+      job.log.line(`Pinned ${dependencies.length} package(s) the build installed as dependencies: ${dependencies.map((p) => `${p.name}=${p.version}`).join(' ')}`);
+      for (const p of dependencies) pinnedApt.push({ type: 'deb', name: p.name, version: p.version, arch: p.arch ?? null, dependency: true });
     }
     if (unpinned.length) job.log.line(`Not pinned (not an installed package name): ${unpinned.join(' ')}`);
     for (const b of bases) instructions[b.index] = pinFrom(instructions[b.index], b.pinned, `Dockyard: ${b.reference} pinned to ${b.repoDigest ?? `image id ${b.imageId}`}`);
-    job.log.line(`Pinned ${pinnedApt.length} apt package(s): ${pinnedApt.map((p) => `${p.name}=${p.version}`).join(' ') || 'none'}`);
+    job.log.line(`Pinned ${pinnedApt.length} package(s): ${pinnedApt.map((p) => `${p.name}=${p.version}`).join(' ') || 'none'}`);
     const definedAt = new Date();
     const ree: ReeFile = {
       schema: 'dockyard.ree/1',

@@ -51,9 +51,15 @@ export async function buildThroughService(
       throw new BuildServiceUnavailable(`The build service did not accept the build (build.request: ${err.message})`);
     });
     buildId = reply.buildId;
+    o.line(`Build ${buildId} queued in the build service`);
     for (const e of early.splice(0)) if (e.id === buildId) o.line(e.line);
     return await new Promise<BuildOutcome>((resolve) => {
-      const onAbort = () => resolve({ buildId: buildId!, result: 'TIMEOUT', error: 'aborted' });
+      const onAbort = () => {
+        // Stop the build if a worker runs it (the build service's own abort broadcast).
+        nc.publish(subjects.of('build.abort'), json.encode({ buildId }));
+        resolve({ buildId: buildId!, result: 'TIMEOUT', error: 'aborted' });
+      };
+      if (o.signal.aborted) return onAbort();
       o.signal.addEventListener('abort', onAbort, { once: true });
       void (async () => {
         for await (const m of finished) {

@@ -118,6 +118,36 @@ export async function walkZip(file: string, visit: (name: string, open: () => Pr
   }
 }
 
+/**
+ * Adds every file of an archive to `out` (except the names in `skip`), each streamed when the
+ * writer gets to it. The archive stays open until the returned `close` is called (after the
+ * output is written).
+ */
+export async function copyEntries(file: string, out: ZipWriter, skip: Set<string>): Promise<() => void> {
+  const zip = await open(file);
+  try {
+    const entries: yauzl.Entry[] = [];
+    await new Promise<void>((resolve, reject) => {
+      zip.on('error', reject);
+      zip.on('end', () => resolve());
+      zip.on('entry', (entry: yauzl.Entry) => {
+        entries.push(entry);
+        zip.readEntry();
+      });
+      zip.readEntry();
+    });
+    for (const entry of entries) {
+      const name = entry.fileName.replace(/^\.\//, '');
+      if (name.endsWith('/') || skip.has(name)) continue;
+      out.addLazy(name, () => streamOf(zip, entry));
+    }
+  } catch (err) {
+    zip.close();
+    throw err;
+  }
+  return () => zip.close();
+}
+
 /** The contents of small entries (Dockerfile, ree.json, an SBOM) by name; absent names are left out. */
 export async function readEntries(file: string, wanted: (name: string) => boolean, maxBytes = 16 * 1024 * 1024): Promise<Map<string, Buffer>> {
   const found = new Map<string, Buffer>();

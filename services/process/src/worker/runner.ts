@@ -75,19 +75,23 @@ export class Runner {
       // The zip streams into the blob store while the strategy adds its entries.
       const stored = this.o.blobs.put(outputKey, out.stream);
       stored.catch(() => undefined);
+      const cleanup: (() => void)[] = [];
       try {
-        await STRATEGIES[p.kind as ProcessKind](this.o, { process: p, input, log, signal: ctrl.signal, attempt: p.attempts }, out);
+        await STRATEGIES[p.kind as ProcessKind](this.o, { process: p, input, log, signal: ctrl.signal, attempt: p.attempts, cleanup }, out);
+        out.end();
+        await stored;
       } catch (err) {
         out.stream.destroy();
         await stored.catch(() => undefined);
         await this.o.blobs.delete(outputKey).catch(() => undefined);
         throw err;
+      } finally {
+        for (const c of cleanup) c();
       }
-      out.end();
-      await stored;
       log.line('Process finished: output ready');
       await log.flush();
       await processes.transition(uuid, ['processing'], 'processed', { outputKey, finishedAt: new Date(), reason: null });
+      await this.o.blobs.delete(p.inputKey).catch(() => undefined);
     } catch (err) {
       const why = ctrl.signal.aborted ? ctrl.signal.reason : null;
       if (why === 'shutdown') {
@@ -105,6 +109,7 @@ export class Runner {
       log.line(reason);
       await log.flush();
       await processes.transition(uuid, ['processing'], 'failed', { reason, finishedAt: new Date() });
+      await this.o.blobs.delete(p.inputKey).catch(() => undefined);
     } finally {
       clearTimeout(timer);
       this.running.delete(uuid);

@@ -8,7 +8,7 @@ import { BuildServiceUnavailable, buildThroughService } from '../domain/builds.j
 import { aptInstalls, fromLines, parseDockerfile, pinFrom, pipInstalls, serialize } from '../domain/dockerfile.js';
 import { comparePackages, describeDiff, diffIsEmpty, inspectImage, runScript, type ImageContents, type Pkg } from '../domain/packages.js';
 import { cycloneDx, osMatches, parseSbom, type SbomPackage } from '../domain/sbom.js';
-import { readEntries, walkZip, zipToTar, ZipWriter } from '../domain/zip.js';
+import { copyEntries, readEntries, zipToTar, ZipWriter } from '../domain/zip.js';
 import { parseRee, REE_FILE, type BaseRecord, type ReeFile } from '../domain/ree.js';
 
 /** A failure of the process itself (bad project, failed build, verification mismatch): its message is the reason. */
@@ -30,6 +30,8 @@ export interface Job {
   log: ProcessLog;
   signal: AbortSignal;
   attempt: number;
+  /** Run once the output is written (or abandoned). */
+  cleanup: (() => void)[];
 }
 
 /** What a strategy produced: the output zip's writer, filled and ended by the strategy. */
@@ -50,15 +52,9 @@ export async function resolveImage(docker: Docker, reference: string): Promise<B
 
 const labelsOf = (subjects: Subjects) => ({ 'dockyard.prefix': subjects.prefix || '-' });
 
-/** Copies every file of the input zip into the output, except the names in `skip`. */
-async function copyProject(input: string, out: ZipWriter, skip: Set<string>): Promise<void> {
-  // Each file is read into memory one at a time (project files; limits were checked at upload).
-  await walkZip(input, async (name, open) => {
-    if (skip.has(name)) return;
-    const chunks: Buffer[] = [];
-    for await (const c of await open()) chunks.push(c as Buffer);
-    out.addBuffer(name, Buffer.concat(chunks));
-  });
+/** Copies every file of the input zip into the output (streamed), except the names in `skip`. */
+async function copyProject(job: Job, out: ZipWriter, skip: Set<string>): Promise<void> {
+  job.cleanup.push(await copyEntries(job.input, out, skip));
 }
 
 async function buildImage(deps: StrategyDeps, job: Job, o: { context: NodeJS.ReadableStream; dockerfile: string; tag: string; phase: string; lines?: string[] }) {
@@ -177,7 +173,7 @@ export async function recordingDefine(deps: StrategyDeps, job: Job, out: ZipWrit
       timestamps: { started: startedAt.toISOString(), defined: definedAt.toISOString() },
       process: job.process.uuid,
     };
-    await copyProject(job.input, out, new Set([dockerfileName, REE_FILE, 'sbom.cdx.json']));
+    await copyProject(job, out, new Set([dockerfileName, REE_FILE, 'sbom.cdx.json']));
     out.addBuffer(dockerfileName, serialize(instructions));
     out.addBuffer(REE_FILE, JSON.stringify(ree, null, 2) + '\n');
     out.addBuffer('sbom.cdx.json', JSON.stringify(cycloneDx({ name: job.process.tag ?? job.process.uuid, os: contents.os, packages: contents.packages, timestamp: definedAt, properties: { 'dockyard:ree:strategy': 'recording', 'dockyard:ree:input-sha256': job.process.inputSha } }), null, 2) + '\n');
@@ -325,7 +321,7 @@ export async function sbomDefine(deps: StrategyDeps, job: Job, out: ZipWriter): 
     timestamps: { defined: definedAt.toISOString() },
     process: job.process.uuid,
   };
-  await copyProject(job.input, out, new Set(['Dockerfile', REE_FILE, 'sbom.cdx.json']));
+  await copyProject(job, out, new Set(['Dockerfile', REE_FILE, 'sbom.cdx.json']));
   out.addBuffer('Dockerfile', dockerfile.join('\n') + '\n');
   out.addBuffer(REE_FILE, JSON.stringify(ree, null, 2) + '\n');
   out.addBuffer('sbom.cdx.json', JSON.stringify(cycloneDx({ name: job.process.tag ?? job.process.uuid, os: chosen.contents.os, packages, timestamp: definedAt, properties: { 'dockyard:ree:strategy': 'sbom' } }), null, 2) + '\n');

@@ -110,5 +110,15 @@ describe('Recording strategy against the real engine: define (apt pins, base dig
       `Verification failed: the rebuilt image's packages differ from the recorded ones: changed: deb:python3-six recorded 1.0.0-tampered, found ${real} | missing: deb:not-installed-anywhere=1.0`,
     );
     expect((await app.inject({ url: `/api/process/log/${uuid}`, headers: as(env, alice) })).body).toContain('Verification (exact): changed: deb:python3-six');
+
+    // A FROM edited after the definition no longer builds on the pinned base: refused before building.
+    const edited = await unzip(defined);
+    const base = await docker.getImage('dockyard/debian:bookworm').inspect();
+    edited.set('Dockerfile', Buffer.from(edited.get('Dockerfile')!.toString().replace(`FROM ${base.Id}`, 'FROM dockyard/busybox:latest')));
+    const moved = await startProcess(app, env, alice, '/api/recording/build', await zipOf(Object.fromEntries(edited)));
+    expect(await ended(app, env, alice, moved)).toMatchObject({
+      status: 'failed',
+      reason: `Dockerfile: FROM dockyard/busybox:latest is not one of the base images pinned in ree.json (${base.Id})`,
+    });
   }, LONG);
 });

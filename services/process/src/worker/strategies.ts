@@ -185,8 +185,16 @@ export async function recordingDefine(deps: StrategyDeps, job: Job, out: ZipWrit
 /** Recording build: build the defined REE, verify its packages against the record, ship the image. */
 export async function recordingBuild(deps: StrategyDeps, job: Job, out: ZipWriter): Promise<void> {
   const { docker } = deps;
-  const raw = (await readEntries(job.input, (n) => n === REE_FILE)).get(REE_FILE);
+  const found = await readEntries(job.input, (n) => n === REE_FILE);
+  const raw = found.get(REE_FILE);
   const ree = parseRee(raw);
+  const text = (await readEntries(job.input, (n) => n === ree.dockerfile)).get(ree.dockerfile)?.toString('utf8');
+  if (text === undefined) throw new ProcessFailure(`The defined REE has no ${ree.dockerfile}`);
+  // The Dockerfile must still build on the pinned bases: a FROM edited since the definition is refused.
+  const pinned = new Set(ree.bases.map((b) => b.pinned));
+  for (const f of fromLines(parseDockerfile(text)).filter((x) => !x.stage)) {
+    if (!pinned.has(f.image)) throw new ProcessFailure(`${ree.dockerfile}: FROM ${f.image} is not one of the base images pinned in ${REE_FILE} (${[...pinned].join(', ')})`);
+  }
   for (const b of ree.bases) {
     const found = await resolveImage(docker, b.pinned);
     if (!found) throw new ProcessFailure(`The pinned base image ${b.reference} (${b.pinned}) is not available on the engine`);

@@ -1,32 +1,11 @@
 import tar from 'tar-stream';
 import { Readable } from 'node:stream';
-import yauzl from 'yauzl';
 import type { FastifyInstance } from 'fastify';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import { as, ended, form, removeImages, startProcess, startServices, user, zipOf } from './helpers.js';
+import { as, docker, ended, form, removeImages, startProcess, startServices, user, zipOf } from './helpers.js';
+import { unzip } from './zipread.js';
 import { ZipWriter } from '../src/domain/zip.js';
 import { parseBaseImages } from '../src/config.js';
-
-/** The names and contents of a zip's entries. */
-async function unzip(buf: Buffer): Promise<Map<string, Buffer>> {
-  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.fromBuffer(buf, { lazyEntries: true }, (err, z) => (err ? reject(err) : resolve(z))));
-  const out = new Map<string, Buffer>();
-  await new Promise<void>((resolve, reject) => {
-    zip.on('end', resolve);
-    zip.on('error', reject);
-    zip.on('entry', (e: yauzl.Entry) => {
-      zip.openReadStream(e, async (err, s) => {
-        if (err) return reject(err);
-        const chunks: Buffer[] = [];
-        for await (const c of s) chunks.push(c as Buffer);
-        out.set(e.fileName, Buffer.concat(chunks));
-        zip.readEntry();
-      });
-    });
-    zip.readEntry();
-  });
-  return out;
-}
 
 /** A zip whose entry name is changed after writing (yazl refuses bad names itself). */
 async function zipWithName(placeholder: string, name: string): Promise<Buffer> {
@@ -90,7 +69,7 @@ describe('Processes: start, status, log, output, visibility; upload checks; base
     expect(out.headers['content-type']).toBe('application/zip');
     const files = await unzip(out.rawPayload);
     expect([...files.keys()].sort()).toEqual(['Dockerfile', 'hello.txt', 'ree.json', 'sbom.cdx.json', 'src/app.py']);
-    const baseId = (await (await import('./helpers.js')).docker.getImage('dockyard/busybox:latest').inspect()).Id;
+    const baseId = (await docker.getImage('dockyard/busybox:latest').inspect()).Id;
     expect(files.get('Dockerfile')!.toString()).toContain(`FROM ${baseId}\n`);
     const ree = JSON.parse(files.get('ree.json')!.toString());
     expect(ree).toMatchObject({ strategy: 'recording', verification: 'exact', dockerfile: 'Dockerfile', bases: [{ reference: 'dockyard/busybox:latest', imageId: baseId, repoDigest: null, pinned: baseId }] });

@@ -317,6 +317,18 @@ export const SUBJECTS = {
     consumers: [],
     description: 'A repository was deleted (payload RepositoryDeleted).',
   },
+  'work.process': {
+    kind: 'work',
+    publishers: ['process'],
+    consumers: ['process'],
+    description: 'Work queue of REE processes (stream PROCESS_WORK, payload {uuid}); acked once the outcome is stored.',
+  },
+  'events.process.process.state': {
+    kind: 'event',
+    publishers: ['process'],
+    consumers: [],
+    description: 'An REE process changed status: queued, processing, processed or failed (payload ProcessState in openapi/events.yaml).',
+  },
 } as const satisfies Record<string, SubjectInfo>;
 
 export type SubjectName = keyof typeof SUBJECTS;

@@ -1,13 +1,26 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { createService } from '@dockyard/kit';
+import multipart from '@fastify/multipart';
+import { createService, dockerPlugin, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
+import { loadDocument } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { ProcessConfig } from './config.js';
+import { Processes } from './domain/processes.js';
+import { processRoutes } from './routes/processes.js';
+import { imageRoutes } from './routes/images.js';
+import { Runner } from './worker/runner.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The process service: rEE processes: define and build reproducible execution environments; base images. */
+declare module 'fastify' {
+  interface FastifyInstance {
+    processes: Processes;
+    runner: Runner | null;
+  }
+}
+
+/** The process service: REE processes (define and build reproducible execution environments) and base images. */
 export async function buildProcessApp(config: ProcessConfig, fastify?: Partial<FastifyServerOptions>): Promise<FastifyInstance> {
   const app = await createService({
     service: 'process',
@@ -16,5 +29,43 @@ export async function buildProcessApp(config: ProcessConfig, fastify?: Partial<F
     PrismaClient,
     fastify,
   });
+  await app.register(dockerPlugin, {});
+  await app.register(multipart, {
+    limits: { fileSize: config.DOCKYARD_PROCESS_MAX_UPLOAD_BYTES, files: 1, fields: 10, fieldSize: 64 * 1024, parts: 12 },
+  });
+  const prisma = app.db.prisma as unknown as PrismaClient;
+  const processes = new Processes(prisma, app.nats, app.subjects, app.events);
+  app.decorate('processes', processes);
+  const doc = await loadDocument<OpenApiDocument>('process');
+  const dataDir = serviceDataDir(config, 'process');
+  const limits = {
+    maxEntries: config.DOCKYARD_PROCESS_MAX_ENTRIES,
+    maxEntryBytes: config.DOCKYARD_PROCESS_MAX_ENTRY_BYTES,
+    maxTotalBytes: config.DOCKYARD_PROCESS_MAX_TOTAL_BYTES,
+    maxUploadBytes: config.DOCKYARD_PROCESS_MAX_UPLOAD_BYTES,
+  };
+  await app.register(processRoutes, { doc, processes, limits, tmpDir: path.join(dataDir, 'uploads') });
+  await app.register(imageRoutes, { doc, docker: app.docker, baseImages: config.DOCKYARD_PROCESS_BASE_IMAGES });
+
+  let runner: Runner | null = null;
+  if (config.DOCKYARD_ROLE !== 'api') {
+    runner = new Runner({
+      processes,
+      docker: app.docker,
+      nc: app.nats,
+      subjects: app.subjects,
+      blobs: app.blobs,
+      log: app.log,
+      baseImages: config.DOCKYARD_PROCESS_BASE_IMAGES,
+      workDir: path.join(dataDir, 'work'),
+      concurrency: config.DOCKYARD_PROCESS_CONCURRENCY,
+      timeoutMs: config.DOCKYARD_PROCESS_TIMEOUT_S * 1000,
+      ackWaitMs: config.DOCKYARD_PROCESS_ACK_WAIT_MS,
+      maxAttempts: config.DOCKYARD_PROCESS_MAX_ATTEMPTS,
+    });
+    app.addHook('onReady', async () => runner!.start());
+    app.addHook('preClose', async () => runner!.stop());
+  }
+  app.decorate('runner', runner);
   return app;
 }

@@ -6,7 +6,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, X509Certificate, createVerify } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +17,7 @@ import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import type { ResourceRef } from '@dockyard/contracts';
 import { buildPermissionsApp } from '../src/app.js';
 import { loadPermissionsConfig } from '../src/config.js';
-import { selfSignedCertificate, signingKeyFrom, signRegistryToken } from '../src/domain/registry-token.js';
+import { selfSignedCertificate, signingKeyFrom, signRegistryToken, type SigningKey } from '../src/domain/registry-token.js';
 import { buildGateway } from '../../../gateway/src/app.js';
 import { loadGatewayConfig } from '../../../gateway/src/config.js';
 
@@ -47,6 +47,7 @@ describe('OCI registry token service (real docker-registry with auth.token, gate
   let registryUrl: string;
   let registryHost: string;
   let certPem: string;
+  let ecKey: SigningKey;
   const dockerConfig = mkdtempSync(path.join(os.tmpdir(), 'dockyard-docker-config-'));
   const tags: string[] = [];
 
@@ -107,15 +108,25 @@ describe('OCI registry token service (real docker-registry with auth.token, gate
     registryHost = `127.0.0.1:${port}`;
     registryUrl = `http://${registryHost}`;
     const certFile = path.join(env.dataDir, 'permissions/registry-token/cert.pem');
-    const { stdout } = await run(path.join(repoRoot, 'deploy/local/registry-auth.sh'), ['config'], {
-      env: {
-        ...process.env,
-        DOCKYARD_RUN_DIR: path.join(env.dataDir, 'run'),
-        DOCKYARD_AUTH_REGISTRY_PORT: String(port),
-        DOCKYARD_REGISTRY_TOKEN_REALM: `${gatewayUrl}/auth/registry/token`,
-        DOCKYARD_REGISTRY_TOKEN_CERT: certFile,
-      },
-    });
+    const script = (extra: Record<string, string>) =>
+      run(path.join(repoRoot, 'deploy/local/registry-auth.sh'), ['config'], {
+        env: {
+          ...process.env,
+          DOCKYARD_RUN_DIR: path.join(env.dataDir, 'run'),
+          DOCKYARD_AUTH_REGISTRY_PORT: String(port),
+          DOCKYARD_REGISTRY_TOKEN_REALM: `${gatewayUrl}/auth/registry/token`,
+          ...extra,
+        },
+      });
+    // The script makes an EC key pair when there is none (as for a registry started before the
+    // service); the registry trusts both that and the RSA one the service made (a bundle).
+    const scriptData = path.join(env.dataDir, 'script-data');
+    await script({ DOCKYARD_DATA_DIR: scriptData });
+    const ecDir = path.join(scriptData, 'permissions/registry-token');
+    ecKey = signingKeyFrom(readFileSync(path.join(ecDir, 'key.pem'), 'utf8'), readFileSync(path.join(ecDir, 'cert.pem'), 'utf8'));
+    const bundle = path.join(env.dataDir, 'bundle.pem');
+    writeFileSync(bundle, readFileSync(certFile, 'utf8') + ecKey.certPem);
+    const { stdout } = await script({ DOCKYARD_REGISTRY_TOKEN_CERT: bundle });
     registry = spawn('/usr/bin/docker-registry', ['serve', stdout.trim()], { stdio: ['ignore', 'pipe', 'pipe'] });
     registry.stdout!.on('data', (d) => (registryLog += d));
     registry.stderr!.on('data', (d) => (registryLog += d));
@@ -232,6 +243,21 @@ describe('OCI registry token service (real docker-registry with auth.token, gate
     const forged = signRegistryToken(forger, { issuer: 'dockyard', subject: 'testuser2', audience: SERVICE, ttlSeconds: 300, access: [{ type: 'repository', name: 'sage/simple', actions: ['pull', 'push'] }] });
     expect(await pullManifest('sage/simple', forged)).toBe(401);
     expect(registryLog).toMatch(/insufficient scope/);
+    // Either half of the header is enough: `kid` alone (libtrust's id, what registries without
+    // x5c support look up) and `x5c` alone.
+    const serviceKey = signingKeyFrom(readFileSync(path.join(env.dataDir, 'permissions/registry-token/key.pem'), 'utf8'), certPem);
+    const pullOnly = { issuer: 'dockyard', subject: 'testuser', audience: SERVICE, ttlSeconds: 300, access: [{ type: 'repository', name: 'sage/simple', actions: ['pull'] }] };
+    const { x5c: _x5c, ...kidOnly } = serviceKey.header;
+    const { kid: _kid, ...x5cOnly } = serviceKey.header;
+    expect(await pullManifest('sage/simple', signRegistryToken({ ...serviceKey, header: kidOnly as SigningKey['header'] }, pullOnly))).toBe(200);
+    expect(await pullManifest('sage/simple', signRegistryToken({ ...serviceKey, header: x5cOnly as SigningKey['header'] }, pullOnly))).toBe(200);
+    // ...but the claims are checked: another audience or issuer is refused.
+    expect(await pullManifest('sage/simple', signRegistryToken(serviceKey, { ...pullOnly, audience: 'elsewhere' }))).toBe(401);
+    expect(await pullManifest('sage/simple', signRegistryToken(serviceKey, { ...pullOnly, issuer: 'someone' }))).toBe(401);
+    // ES256 with the EC key registry-auth.sh makes (the service uses it when given or found).
+    expect(ecKey.header.alg).toBe('ES256');
+    const es256 = signRegistryToken(ecKey, { issuer: 'dockyard', subject: 'testuser', audience: SERVICE, ttlSeconds: 300, access: [{ type: 'repository', name: 'sage/simple', actions: ['pull'] }] });
+    expect(await pullManifest('sage/simple', es256)).toBe(200);
   });
 
   it('lets anyone pull a public repository and no one anonymous pull a private one or push', async () => {

@@ -8,7 +8,7 @@ export interface SigningKey {
   key: KeyObject;
   certPem: string;
   /** The JWT header: `kid` in libtrust's format and the certificate as an `x5c` chain. */
-  header: { typ: 'JWT'; alg: 'RS256'; kid: string; x5c: string[] };
+  header: { typ: 'JWT'; alg: 'RS256' | 'ES256'; kid: string; x5c: string[] };
 }
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -52,14 +52,19 @@ export function selfSignedCertificate(privateKeyPem: string, publicKeyPem: strin
   return forge.pki.certificateToPem(cert);
 }
 
-/** Builds the signing key from PEM texts; the certificate must belong to the key. */
+/**
+ * Builds the signing key from PEM texts; the certificate must belong to the key. RSA keys sign
+ * RS256; EC P-256 keys (e.g. made by `openssl req -x509 -newkey ec ...`) sign ES256, about seven
+ * times cheaper per token.
+ */
 export function signingKeyFrom(keyPem: string, certPem: string): SigningKey {
   const key = createPrivateKey(keyPem);
   const cert = new X509Certificate(certPem);
   if (!cert.checkPrivateKey(key)) throw new Error('the registry token certificate does not belong to the key');
-  if (key.asymmetricKeyType !== 'rsa') throw new Error('the registry token key must be an RSA key');
+  const ec = key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  if (key.asymmetricKeyType !== 'rsa' && !ec) throw new Error('the registry token key must be an RSA or EC P-256 key');
   const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
-  return { key, certPem, header: { typ: 'JWT', alg: 'RS256', kid: libtrustKeyId(spki), x5c: [cert.raw.toString('base64')] } };
+  return { key, certPem, header: { typ: 'JWT', alg: ec ? 'ES256' : 'RS256', kid: libtrustKeyId(spki), x5c: [cert.raw.toString('base64')] } };
 }
 
 /**
@@ -100,7 +105,7 @@ export interface Access {
 
 const b64url = (data: Buffer | string) => Buffer.from(data).toString('base64url');
 
-/** Signs a Distribution registry token (RS256 JWT). */
+/** Signs a Distribution registry token (an RS256 or ES256 JWT). */
 export function signRegistryToken(
   signing: SigningKey,
   claims: { issuer: string; subject: string; audience: string; ttlSeconds: number; access: Access[] },
@@ -119,5 +124,7 @@ export function signRegistryToken(
     access: claims.access,
   };
   const data = `${b64url(JSON.stringify(signing.header))}.${b64url(JSON.stringify(payload))}`;
-  return `${data}.${b64url(sign('sha256', Buffer.from(data), signing.key))}`;
+  // JWS wants ECDSA signatures as r||s (IEEE P1363), not DER.
+  const signature = sign('sha256', Buffer.from(data), { key: signing.key, dsaEncoding: 'ieee-p1363' });
+  return `${data}.${b64url(signature)}`;
 }

@@ -26,7 +26,7 @@ interface Scope {
 export function parseScope(scope: string): Scope {
   const first = scope.indexOf(':');
   const last = scope.lastIndexOf(':');
-  if (first < 1 || last === first || last === scope.length) throw badRequest(`scope: "${scope}" is not of the form repository:<namespace>/<name>:<actions>`);
+  if (first < 1 || last === first) throw badRequest(`scope: "${scope}" is not of the form repository:<namespace>/<name>:<actions>`);
   const actions = scope.slice(last + 1).split(',').filter(Boolean);
   return { type: scope.slice(0, first), name: scope.slice(first + 1, last), actions: [...new Set(actions)] };
 }

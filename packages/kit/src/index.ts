@@ -15,3 +15,4 @@ export * from './server.js';
 export * from './service.js';
 export * from './docker.js';
 export * from './permissions.js';
+export * from './serve-concurrent.js';

@@ -53,7 +53,7 @@ ensure_cert() {
   command -v openssl >/dev/null || die "openssl is needed to make the token key pair (or start the permissions service once: it makes $CERT)"
   mkdir -p "$dir"
   log "registry-auth: making the token signing key pair in $dir"
-  # EC P-256: ES256 tokens cost a seventh of RS256's signing time (the service itself can only make RSA).
+  # EC P-256: an ES256 signature costs a small fraction of an RS256 one (the service itself can only make RSA).
   (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days 3650 -subj '/CN=Dockyard registry token issuer' \
     -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=digitalSignature,keyCertSign' \
     -keyout "$key" -out "$CERT" 2>/dev/null)

@@ -16,3 +16,4 @@ export * from './service.js';
 export * from './docker.js';
 export * from './permissions.js';
 export * from './build-context.js';
+export * from './serve-concurrent.js';

@@ -160,6 +160,18 @@ describe('permissions service: accounts, sessions, tokens (real PostgreSQL and N
     expect(await resolve({ scheme: 'token', token })).toEqual({ identity: null, reason: 'Token not found' });
   });
 
+  it('takes an API token as the Basic password (docker login), whatever login comes with it', async () => {
+    const testuser = await identityOf({ scheme: 'token', token: 'testuser_token' });
+    expect(await identityOf({ scheme: 'basic', login: 'testuser', password: 'testuser_token' })).toMatchObject({ login: 'testuser' });
+    expect(await identityOf({ scheme: 'basic', login: 'anything', password: 'testuser_token' })).toMatchObject({ login: 'testuser' });
+    const created = await app.inject({ method: 'POST', url: '/auth/tokens', headers: as(testuser), payload: { name: 'docker' } });
+    const { token, id } = created.json();
+    expect(await identityOf({ scheme: 'basic', login: 'testuser', password: token })).toMatchObject({ login: 'testuser' });
+    await app.inject({ method: 'DELETE', url: `/auth/tokens/${id}`, headers: as(testuser) });
+    // A revoked token is just a wrong password.
+    expect(await resolve({ scheme: 'basic', login: 'testuser', password: token })).toEqual({ identity: null, reason: 'Wrong login or password' });
+  });
+
   it('keeps user and group administration to admins, and groups appear in identities', async () => {
     const admin = await identityOf({ scheme: 'token', token: 'admin_token' });
     const testuser = await identityOf({ scheme: 'token', token: 'testuser_token' });

@@ -92,8 +92,21 @@ export interface paths {
          *     login and a Dockyard token as password), or with no credential for anonymous pulls, and
          *     `scope=repository:NS/NAME:pull,push` (repeatable). The answer is an ES256 JWT granting only
          *     the actions the permission model allows: `pull` needs READ, `push` needs WRITE on the
-         *     repository; anonymous `pull` works for public repositories. Actions not allowed are left
-         *     out of the token (the registry then refuses them), not answered with an error.
+         *     repository (`delete` needs FULL_CONTROL); anonymous `pull` works for public repositories.
+         *     Actions not allowed are left out of the token (the registry then refuses them), not
+         *     answered with an error. Names outside ECR's `<namespace>/<name>` shape and other resource
+         *     types (`registry:catalog:*`) are granted to admins only.
+         *
+         *     The password of the Basic credential may be a Dockyard API token: the token decides who the
+         *     caller is, whatever login comes with it (`docker login -u anything -p <token>`); otherwise
+         *     it is the account's password. The gateway resolves the credential (a wrong one is its 401).
+         *
+         *     The JWT is RS256, signed with the key in `DOCKYARD_REGISTRY_TOKEN_KEY` (or one made on
+         *     first start in the service's data directory); its header carries `x5c` (the certificate)
+         *     and `kid` (libtrust's key id), so a registry whose `rootcertbundle` holds the certificate
+         *     accepts it either way. Claims: `iss` (DOCKYARD_REGISTRY_TOKEN_ISSUER), `sub` (the login, or
+         *     empty for anonymous), `aud` (= `service`), `iat`, `nbf`, `exp`, `jti`, `access`.
+         *     `deploy/local/registry-auth.sh` starts a registry configured for it.
          */
         get: operations["getRegistryToken"];
         put?: never;
@@ -300,8 +313,10 @@ export interface paths {
          * Add or delete grants on a namespace
          * @description Same body and semantics as `PUT /permissions/{namespace}/{repository}`, applied to the
          *     namespace; a namespace grant applies to every repository in it. Needs WRITE_ACP on the
-         *     namespace. The JSON body is accepted under the form content type as ECR's `curl -d`
-         *     clients send it. Dockyard answers 400 naming the field where ECR answered 500.
+         *     namespace. The JSON body is accepted under any content type (or none) as ECR's `curl -d`
+         *     clients send it. Dockyard answers 400 naming the field where ECR answered 500. A delete
+         *     with no other field removes every grant on the namespace except the owner's (grants on its
+         *     repositories stay).
          */
         put: operations["updateNamespacePermissions"];
         post?: never;
@@ -331,6 +346,11 @@ export interface paths {
          *     repository that does not exist is a 404 only for a caller who could otherwise know about it
          *     (admin, namespace READ_ACP), everyone else gets the 401, so existence does not leak.
          *     Anonymous callers succeed only where `GROUP AllUsers` holds READ_ACP.
+         *
+         *     Existence: namespaces and repositories live in the registry service, which gives each one
+         *     an owner when it creates it (`permissions.own`) and drops its grants when it deletes it
+         *     (`permissions.forget`). The permissions service therefore treats a namespace or repository
+         *     as existing while it has an owner grant; grants cannot be listed or added on anything else.
          */
         get: operations["listRepositoryPermissions"];
         /**
@@ -348,8 +368,14 @@ export interface paths {
          *     form fields).
          *
          *     Where Dockyard differs: ECR answered 500 for an unknown operation, grantee type or
-         *     permission; Dockyard answers 400 naming the field. Refusals stay 401 as in ECR.
-         *     Every change publishes `events.permissions.grant.changed`.
+         *     permission, for a body that is not JSON, and for a delete naming only some of the grant's
+         *     fields; Dockyard answers 400 naming the field (`Field permission is required`,
+         *     `permission must be one of: READ, ...`). Naming the owner's grant in a delete is a 400
+         *     too (ECR silently kept it). Bodies are limited to 16 KiB (413). The grantee is not checked
+         *     against existing users or groups (as in ECR: a grant may precede the account). Refusals
+         *     stay 401 as in ECR, and come before the 404 for a repository that does not exist.
+         *     Every change (n > 0) publishes `events.permissions.grant.changed`, which also drops every
+         *     service's cached permission decisions (kit `PermissionsClient`).
          */
         put: operations["updateRepositoryPermissions"];
         post?: never;
@@ -892,12 +918,12 @@ export interface operations {
     getRegistryToken: {
         parameters: {
             query: {
-                /** @description The login docker sends; must match the Basic credential when both are given */
+                /** @description The login docker sends. Informational only: the caller is whoever the credential resolves to (a token as password identifies its owner). */
                 account?: string;
                 offline_token?: boolean;
                 /** @description `repository:<ns>/<name>:<actions>`; repeatable */
                 scope?: string[];
-                /** @description The registry's `auth.token.service` name; becomes the JWT `aud` */
+                /** @description The registry's `auth.token.service` name; becomes the JWT `aud`. Must be the configured DOCKYARD_REGISTRY_TOKEN_SERVICE (400 otherwise). */
                 service: string;
             };
             header?: never;
@@ -915,7 +941,7 @@ export interface operations {
                     "application/json": components["schemas"]["RegistryToken"];
                 };
             };
-            /** @description Missing `service` or a malformed `scope` */
+            /** @description Missing or unknown `service`, or a malformed `scope` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -924,7 +950,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Wrong Basic credential */
+            /** @description Wrong Basic credential (answered by the gateway) */
             401: {
                 headers: {
                     "WWW-Authenticate"?: string;
@@ -1666,7 +1692,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "error": "granteeType: must be USER or GROUP"
+                     *       "error": "granteeType must be one of: USER, GROUP"
                      *     }
                      */
                     "application/json": components["schemas"]["Error"];
@@ -1797,11 +1823,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "error": "permission: must be one of READ, WRITE, READ_ACP, WRITE_ACP, FULL_CONTROL"
-                     *     }
-                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };

@@ -115,6 +115,13 @@ export class Accounts {
         break;
       }
       case 'basic': {
+        // `docker login` stores a login and, as the password, a Dockyard API token: the token
+        // says who this is, whatever login accompanies it. Otherwise it is a real password.
+        const token = await this.prisma.token.findUnique({ where: { tokenHash: hashSecret(credential.password) }, include: { user: { include } } });
+        if (token && !token.revokedAt && !(token.expiresAt && token.expiresAt < new Date())) {
+          user = token.user;
+          break;
+        }
         try {
           const found = await this.checkPassword(credential.login, credential.password);
           user = await this.prisma.user.findUnique({ where: { id: found.id }, include });

@@ -126,6 +126,23 @@ export class Grants {
     return (await this.prisma.grant.deleteMany({ where })).count;
   }
 
+  /**
+   * Whether the resource exists as far as permissions can tell: the registry gives every
+   * namespace and repository it creates an owner (`permissions.own`) and forgets them on deletion.
+   */
+  async exists(resource: ResourceRef): Promise<boolean> {
+    validate(resource);
+    const owner = await this.prisma.grant.findFirst({ where: { resourceType: resource.type, resourceName: resource.name, owner: true }, select: { id: true } });
+    return owner !== null;
+  }
+
+  /** Whether the named grant is the owner's (which "delete" never removes). */
+  async isOwnerGrant(resource: ResourceRef, grant: { granteeType: GranteeType; grantee: string; permission: PermissionLevel }): Promise<boolean> {
+    validate(resource);
+    const row = await this.prisma.grant.findFirst({ where: { resourceType: resource.type, resourceName: resource.name, owner: true, ...grant }, select: { id: true } });
+    return row !== null;
+  }
+
   /** The grants made directly on a resource, in ECR's shape. */
   async list(resource: ResourceRef): Promise<GrantView[]> {
     validate(resource);

@@ -137,3 +137,78 @@ export const SUBJECTS = {
 } as const satisfies Record<string, SubjectInfo>;
 
 export type SubjectName = keyof typeof SUBJECTS;
+
+// ---- execution (issue 5) and its use of build.image.get (contracts.md #2) ----
+
+/** `build.image.get`: a Kabuto image by id (served by build, asked by execution). */
+export interface BuildImageGetRequest {
+  id: string;
+}
+export interface BuildImageGetReply {
+  image: {
+    id: string;
+    owner: string;
+    name: string;
+    /** Pullable: `<registry>/kabuto/<owner>/<name>@sha256:...`, or a local tag. */
+    reference: string;
+    state: 'PENDING' | 'SUCCESS' | 'FAILED' | 'FAILURE';
+  } | null;
+}
+
+/** Work message on `execution.pipeline.run` (JetStream work queue `EXECUTION`): run one submission of a pipeline. */
+export interface ExecutionPipelineRun {
+  pipelineId: number;
+  /** The pipeline's submission counter; a message for an older submission is dropped. */
+  run: number;
+  actor: string | null;
+}
+
+/** Core NATS `execution.job.kill`: whichever worker runs the job stops its container. */
+export interface ExecutionJobKill {
+  jobId: number;
+  by: string;
+}
+
+/** Messages on `logs.job.<id>`: batches of stored lines, then one `end` when the job ends. */
+export type JobLogMessage =
+  | { lines: { id: number; job: number; logline: string }[] }
+  | { end: true; id: number; state: string };
+
+export const EXECUTION_SUBJECTS = {
+  'build.image.get': {
+    kind: 'request',
+    publishers: ['execution'],
+    consumers: ['build'],
+    description: 'A Kabuto image by id: owner, state and a pullable reference (BuildImageGetRequest/Reply).',
+  },
+  'execution.pipeline.run': {
+    kind: 'work',
+    publishers: ['execution'],
+    consumers: ['execution'],
+    description: "Run one submission of a pipeline (ExecutionPipelineRun); stream EXECUTION, durable 'runners'; acked after every job's outcome is stored.",
+  },
+  'execution.job.kill': {
+    kind: 'request',
+    publishers: ['execution'],
+    consumers: ['execution'],
+    description: 'Stop a running job (ExecutionJobKill); core NATS, the worker running it kills its container.',
+  },
+  'logs.job.*': {
+    kind: 'log',
+    publishers: ['execution'],
+    consumers: ['execution', 'gateway'],
+    description: 'Live log lines of a job (JobLogMessage): batches as stored, then an end marker.',
+  },
+  'events.execution.job.state': {
+    kind: 'event',
+    publishers: ['execution'],
+    consumers: [],
+    description: 'A Kabuto job changed state (payload JobState in openapi/events.yaml).',
+  },
+  'events.execution.pipeline.finished': {
+    kind: 'event',
+    publishers: ['execution'],
+    consumers: [],
+    description: 'The last job of a submitted pipeline ended (payload PipelineFinished).',
+  },
+} as const satisfies Record<string, SubjectInfo>;

@@ -1,0 +1,354 @@
+import type Docker from 'dockerode';
+import type { FastifyBaseLogger } from 'fastify';
+import type { BlobStore } from '@dockyard/kit';
+import type { Job, PrismaClient } from '../generated/prisma/client.js';
+import { inboxTar, storeOutboxZip } from './archives.js';
+import type { Attachment } from './uploads.js';
+import { LogWriter } from './logs.js';
+import { UsageSampler, type Usage } from './usage.js';
+import type { NatsConnection, Subjects } from '@dockyard/kit';
+
+/** How a container run ended. */
+export interface Outcome {
+  state: 'done' | 'failed' | 'killed';
+  reason: string | null;
+  exitCode: number | null;
+  usage: Usage;
+  resultKey: string | null;
+}
+
+/** Thrown when the worker stops mid-job: the container keeps running and the next worker reattaches. */
+export class WorkerStopping extends Error {
+  constructor() {
+    super('worker stopping');
+  }
+}
+
+/** Container labels: the job, and the deployment (NATS prefix) it belongs to. */
+export const LABEL_JOB = 'dockyard.execution.job';
+export const LABEL_DEPLOYMENT = 'dockyard.execution.deployment';
+
+export interface RunnerOptions {
+  deployment: string;
+  engineId: string;
+  pidsLimit: number;
+  maxResultBytes: number;
+}
+
+/** Splits a command into arguments for images without a shell (quotes group, backslash escapes). */
+export function splitArgs(command: string): string[] {
+  const args: string[] = [];
+  let cur = '';
+  let quote: string | null = null;
+  let has = false;
+  for (let i = 0; i < command.length; i++) {
+    const c = command[i];
+    if (quote) {
+      if (c === quote) quote = null;
+      else if (c === '\\' && quote === '"' && i + 1 < command.length) cur += command[++i];
+      else cur += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      has = true;
+    } else if (c === '\\' && i + 1 < command.length) {
+      cur += command[++i];
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || cur) args.push(cur);
+      cur = '';
+      has = false;
+    } else cur += c;
+  }
+  if (has || cur) args.push(cur);
+  return args;
+}
+
+/** Splits the engine's multiplexed stdout/stderr stream into lines (per stream, in arrival order). */
+function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line: string) => void): Promise<void> {
+  let header = Buffer.alloc(0);
+  let need = 0;
+  let kind = 1;
+  const partial: Record<number, string> = { 1: '', 2: '' };
+  let skipped = 0;
+  const emit = (line: string) => {
+    if (skipped < skip) skipped++;
+    else onLine(line.endsWith('\r') ? line.slice(0, -1) : line);
+  };
+  const text = (k: number, chunk: Buffer) => {
+    let s = partial[k] + chunk.toString('utf8');
+    let nl: number;
+    while ((nl = s.indexOf('\n')) >= 0) {
+      emit(s.slice(0, nl));
+      s = s.slice(nl + 1);
+    }
+    partial[k] = s;
+  };
+  return new Promise((resolve, reject) => {
+    stream.on('data', (chunk: Buffer) => {
+      let off = 0;
+      while (off < chunk.length) {
+        if (need === 0) {
+          const take = Math.min(8 - header.length, chunk.length - off);
+          header = Buffer.concat([header, chunk.subarray(off, off + take)]);
+          off += take;
+          if (header.length === 8) {
+            kind = header[0] === 2 ? 2 : 1;
+            need = header.readUInt32BE(4);
+            header = Buffer.alloc(0);
+          }
+        } else {
+          const take = Math.min(need, chunk.length - off);
+          text(kind, chunk.subarray(off, off + take));
+          off += take;
+          need -= take;
+        }
+      }
+    });
+    stream.on('end', () => {
+      for (const k of [1, 2]) if (partial[k]) emit(partial[k]);
+      resolve();
+    });
+    stream.on('error', reject);
+  });
+}
+
+/** What the worker records as a run progresses. */
+export interface RunHooks {
+  /** The container exists (not started): record it so a restarted worker finds it. */
+  created(containerId: string, logBase: number): Promise<void>;
+  /** The container started: the job is running. False when the job was killed meanwhile. */
+  started(): Promise<boolean>;
+}
+
+interface Running {
+  container: Docker.Container;
+  killedBy: string | null;
+  timedOut: boolean;
+}
+
+/**
+ * Runs jobs in containers on one Docker engine: image, limits, `/inbox` in, log lines and usage
+ * while it runs, `/outbox` out into the blob store, the container removed at the end by the worker
+ * once the outcome is stored. Can also reattach to a container a stopped worker left running.
+ */
+export class ContainerRunner {
+  private readonly running = new Map<number, Running>();
+  private readonly shell = new Map<string, boolean>();
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly prisma: PrismaClient,
+    private readonly blobs: BlobStore,
+    private readonly nc: NatsConnection,
+    private readonly subjects: Subjects,
+    private readonly log: FastifyBaseLogger,
+    private readonly opts: RunnerOptions,
+  ) {}
+
+  /** Kills a job's container if it runs here; true when it did. */
+  async kill(jobId: number, by: string): Promise<boolean> {
+    const r = this.running.get(jobId);
+    if (!r) return false;
+    r.killedBy ??= by;
+    await r.container.kill().catch(() => undefined);
+    return true;
+  }
+
+  private async ensureImage(ref: string): Promise<void> {
+    try {
+      await this.docker.getImage(ref).inspect();
+      return;
+    } catch {}
+    const stream = await this.docker.pull(ref);
+    await new Promise<void>((resolve, reject) => this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())));
+  }
+
+  private async create(job: Job, shell: boolean): Promise<Docker.Container> {
+    const argv = shell ? ['/bin/sh', '-c', job.command] : splitArgs(job.command);
+    const memory = Number(job.memory);
+    return this.docker.createContainer({
+      Image: job.imageRef,
+      Entrypoint: [argv[0]],
+      Cmd: argv.slice(1),
+      Env: job.env,
+      Labels: { [LABEL_JOB]: String(job.id), [LABEL_DEPLOYMENT]: this.opts.deployment },
+      Tty: false,
+      AttachStdin: false,
+      OpenStdin: false,
+      NetworkDisabled: !job.network,
+      HostConfig: {
+        Memory: memory,
+        MemorySwap: memory,
+        NanoCpus: Number(job.nanoCpus),
+        PidsLimit: this.opts.pidsLimit,
+        NetworkMode: job.network ? 'bridge' : 'none',
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        LogConfig: { Type: 'json-file', Config: {} },
+      },
+    });
+  }
+
+  /**
+   * Runs a job from the start. `onStarted` records the container before it runs (so a restarted
+   * worker can find it); `signal` aborts following (the container keeps running).
+   */
+  async run(job: Job, signal: AbortSignal, hooks: RunHooks): Promise<Outcome> {
+    const zero: Usage = { cpu: 0, memory: 0, io: 0 };
+    try {
+      await this.ensureImage(job.imageRef);
+    } catch (err) {
+      return { state: 'failed', reason: `Image ${job.imageRef} is not available: ${(err as Error).message}`, exitCode: null, usage: zero, resultKey: null };
+    }
+    // A container an earlier attempt created but never started.
+    if (job.containerId) await this.remove(job.containerId);
+    const attachments = job.attachments as unknown as Attachment[];
+    let shell = this.shell.get(job.imageRef) ?? true;
+    let container: Docker.Container | null = null;
+    for (;;) {
+      if (shell === false && !splitArgs(job.command).length) {
+        return { state: 'failed', reason: 'The command is empty', exitCode: null, usage: zero, resultKey: null };
+      }
+      container = await this.create(job, shell);
+      await container.putArchive(inboxTar(this.blobs, attachments), { path: '/' });
+      const logBase = await this.prisma.jobLog.count({ where: { jobId: job.id } });
+      await hooks.created(container.id, logBase);
+      const entry: Running = { container, killedBy: null, timedOut: false };
+      this.running.set(job.id, entry);
+      const fresh = await this.prisma.job.findUnique({ where: { id: job.id }, select: { killRequested: true } });
+      if (fresh?.killRequested) entry.killedBy = fresh.killRequested;
+      if (entry.killedBy) {
+        this.running.delete(job.id);
+        return { state: 'killed', reason: `Killed by ${entry.killedBy}`, exitCode: null, usage: zero, resultKey: null };
+      }
+      try {
+        await container.start();
+        this.shell.set(job.imageRef, shell);
+        // Killed between creation and start: stop it at once; the outcome says killed.
+        if (!(await hooks.started())) {
+          entry.killedBy ??= 'a kill request';
+          await container.kill().catch(() => undefined);
+        }
+        break;
+      } catch (err) {
+        this.running.delete(job.id);
+        await container.remove({ force: true }).catch(() => undefined);
+        const message = (err as Error).message;
+        // An image without /bin/sh: run the command split into arguments instead.
+        if (shell && /\/bin\/sh.*(no such file|not found)/i.test(message)) {
+          shell = false;
+          this.shell.set(job.imageRef, false);
+          continue;
+        }
+        return { state: 'failed', reason: `The container could not start: ${message.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '')}`, exitCode: null, usage: zero, resultKey: null };
+      }
+    }
+    return this.follow(job, container, 0, signal);
+  }
+
+  /** Follows a container a previous worker started: the lines it already stored are skipped. */
+  async reattach(job: Job, signal: AbortSignal): Promise<Outcome | null> {
+    if (!job.containerId) return null;
+    const container = this.docker.getContainer(job.containerId);
+    try {
+      await container.inspect();
+    } catch {
+      return null;
+    }
+    this.running.set(job.id, { container, killedBy: job.killRequested, timedOut: false });
+    const stored = await this.prisma.jobLog.count({ where: { jobId: job.id } });
+    return this.follow(job, container, Math.max(0, stored - job.logBase), signal);
+  }
+
+  private async follow(job: Job, container: Docker.Container, skip: number, signal: AbortSignal): Promise<Outcome> {
+    const entry = this.running.get(job.id)!;
+    const logs = new LogWriter(this.prisma, this.nc, this.subjects, job.id);
+    const sampler = new UsageSampler(container);
+    await sampler.start();
+    const logStream = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
+    const lines = followLines(logStream, skip, (line) => logs.write(line));
+    const elapsed = job.startedAt ? Date.now() - job.startedAt.getTime() : 0;
+    const timer = setTimeout(
+      () => {
+        entry.timedOut = true;
+        void container.kill().catch(() => undefined);
+      },
+      Math.max(0, job.timeout * 1000 - elapsed),
+    );
+    const aborted = new Promise<never>((_, reject) => {
+      const stop = () => reject(new WorkerStopping());
+      if (signal.aborted) stop();
+      signal.addEventListener('abort', stop, { once: true });
+    });
+    aborted.catch(() => undefined);
+    try {
+      await Promise.race([container.wait(), aborted]);
+      await Promise.race([lines, aborted]);
+    } catch (err) {
+      clearTimeout(timer);
+      (logStream as unknown as { destroy?: () => void }).destroy?.();
+      await sampler.stop();
+      await logs.flush().catch(() => undefined);
+      this.running.delete(job.id);
+      throw err;
+    }
+    clearTimeout(timer);
+    const usage = await sampler.stop();
+    await logs.flush();
+    const info = await container.inspect();
+    const exitCode = info.State.ExitCode ?? null;
+    this.running.delete(job.id);
+    const fresh = await this.prisma.job.findUnique({ where: { id: job.id }, select: { killRequested: true } });
+    const killedBy = entry.killedBy ?? fresh?.killRequested ?? null;
+
+    let state: Outcome['state'] = 'done';
+    let reason: string | null = null;
+    if (killedBy) {
+      state = 'killed';
+      reason = `Killed by ${killedBy}`;
+    } else if (entry.timedOut) {
+      state = 'failed';
+      reason = `Timed out after ${job.timeout} s (the container was killed)`;
+    } else if (info.State.OOMKilled) {
+      state = 'failed';
+      reason = `Out of memory: the command exceeded the job's memory limit of ${Number(job.memory)} bytes`;
+    } else if (exitCode !== 0) {
+      state = 'failed';
+      reason = `The command exited with code ${exitCode}`;
+    }
+    let resultKey: string | null = null;
+    if (state === 'done') {
+      resultKey = `results/${job.id}/${container.id.slice(0, 12)}.zip`;
+      let outbox: NodeJS.ReadableStream | null = null;
+      try {
+        outbox = (await container.getArchive({ path: '/outbox' })) as unknown as NodeJS.ReadableStream;
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+      }
+      try {
+        await storeOutboxZip(this.blobs, resultKey, outbox as never, this.opts.maxResultBytes);
+      } catch (err) {
+        state = 'failed';
+        reason = `The results in /outbox could not be kept: ${(err as Error).message}`;
+        resultKey = null;
+      }
+    }
+    return { state, reason, exitCode, usage, resultKey };
+  }
+
+  /** Removes a job's container once its outcome is stored. */
+  async remove(containerId: string): Promise<void> {
+    await this.docker
+      .getContainer(containerId)
+      .remove({ force: true })
+      .catch((err: { statusCode?: number }) => {
+        if (err.statusCode !== 404) this.log.warn({ err, containerId }, 'container not removed');
+      });
+  }
+
+  /** Containers of this deployment on this engine, by job id. */
+  async containers(): Promise<Map<number, Docker.ContainerInfo>> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_DEPLOYMENT}=${this.opts.deployment}`] } });
+    return new Map(list.map((c) => [Number(c.Labels[LABEL_JOB]), c]));
+  }
+}

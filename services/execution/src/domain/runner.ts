@@ -275,16 +275,19 @@ export class ContainerRunner {
       },
       Math.max(0, job.timeout * 1000 - elapsed),
     );
+    let stop = () => undefined as void;
     const aborted = new Promise<never>((_, reject) => {
-      const stop = () => reject(new WorkerStopping());
+      stop = () => reject(new WorkerStopping());
       if (signal.aborted) stop();
       signal.addEventListener('abort', stop, { once: true });
     });
     aborted.catch(() => undefined);
+    const unlisten = () => signal.removeEventListener('abort', stop);
     try {
       await Promise.race([container.wait(), aborted]);
       await Promise.race([lines, aborted]);
     } catch (err) {
+      unlisten();
       clearTimeout(timer);
       (logStream as unknown as { destroy?: () => void }).destroy?.();
       await sampler.stop();
@@ -292,6 +295,7 @@ export class ContainerRunner {
       this.running.delete(job.id);
       throw err;
     }
+    unlisten();
     clearTimeout(timer);
     const usage = await sampler.stop();
     await logs.flush();

@@ -1,3 +1,4 @@
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
@@ -68,10 +69,13 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
   if (config.DOCKYARD_ROLE !== 'api') {
     let worker: ExecutionWorker | null = null;
     app.addHook('onReady', async () => {
-      const engineId = (await app.docker.info()).ID as string;
+      const info = await app.docker.info();
+      const engineId = info.ID as string;
+      const localCgroups = info.CgroupDriver === 'cgroupfs' && info.CgroupVersion === '1' && (await access('/sys/fs/cgroup/cpuacct/docker').then(() => true, () => false));
       const runner = new ContainerRunner(app.docker, prisma, app.blobs, app.nats, app.subjects, app.log, {
         deployment: config.DOCKYARD_NATS_PREFIX || 'default',
         engineId,
+        localCgroups,
         pidsLimit: config.DOCKYARD_EXECUTION_PIDS_LIMIT,
         maxResultBytes: config.DOCKYARD_EXECUTION_MAX_RESULT_BYTES,
       });

@@ -2,7 +2,9 @@ import { IDENTITY_HEADER, identitySigner, serveRequests, type Identity } from '@
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
 import type { BuildImageGetReply, BuildImageGetRequest } from '@dockyard/contracts';
 import type { FastifyInstance } from 'fastify';
+import { readdir } from 'node:fs/promises';
 import Docker from 'dockerode';
+import { removeCgroup } from '../src/domain/usage.js';
 import { buildExecutionApp } from '../src/app.js';
 import { loadExecutionConfig } from '../src/config.js';
 import { LABEL_DEPLOYMENT } from '../src/domain/runner.js';
@@ -69,6 +71,8 @@ export async function removeContainers(deployment: string): Promise<void> {
   const docker = new Docker();
   const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_DEPLOYMENT}=${deployment}`] } });
   await Promise.allSettled(list.map((c) => docker.getContainer(c.Id).remove({ force: true })));
+  const cgroups = await readdir('/sys/fs/cgroup/memory/dockyard-execution').catch(() => [] as string[]);
+  await Promise.allSettled(cgroups.filter((n) => n.startsWith(`${deployment}job-`)).map((n) => removeCgroup(`/dockyard-execution/${n}`)));
 }
 
 /** A multipart body as curl -F / requests' files= send it. */

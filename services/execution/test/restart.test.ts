@@ -38,7 +38,7 @@ describe('execution: a worker stopped mid-job (real Docker, NATS, PostgreSQL)', 
     expect(await lines(j1)).toEqual(['before', 'after']);
     const zip = await h.app.inject({ url: `/pipeline/${pid}/job/${j1}?result`, headers: h.as(alice) });
     expect(zip.statusCode).toBe(200);
-    expect(await containers()).toEqual([]);
+    await until(async () => (await containers()).length === 0, 'the containers to be removed');
   });
 
   it('ends a job failed with the reason when its container is gone after the restart', async () => {

@@ -78,9 +78,6 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     const done = await ended(pid, jid);
     expect(done).toMatchObject({ state: 'done', reason: null });
     expect(done.used_memory).toBeGreaterThanOrEqual(0);
-    // The container is gone once the outcome is stored.
-    const left = await new Docker().listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${jid}`, `${LABEL_DEPLOYMENT}=${h.env.env.DOCKYARD_NATS_PREFIX}`] } });
-    expect(left).toEqual([]);
     const res = await h.app.inject({ url: `/pipeline/${pid}/job/${jid}?result`, headers: h.as(alice) });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('application/zip');
@@ -91,11 +88,26 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect(logs[0]).toEqual({ id: expect.any(Number), job: jid, logline: expect.any(String) });
     await finished(pid);
     expect(states(jid)).toEqual(['in_queue', 'running', 'done']);
+    // The container is removed once the outcome is stored (before the pipeline is announced finished).
+    const left = await new Docker().listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${jid}`, `${LABEL_DEPLOYMENT}=${h.env.env.DOCKYARD_NATS_PREFIX}`] } });
+    expect(left).toEqual([]);
     expect(events.find((e) => e.subject === 'events.execution.pipeline.finished' && e.payload.pipelineId === pid)!.payload).toMatchObject({
       result: 'done',
       jobs: { [jid]: 'done' },
       resource: `pipeline:${pid}`,
     });
+  });
+
+  it('records CPU seconds, peak memory and block I/O measured while the job ran', async () => {
+    const pid = await newPipeline();
+    const jid = await addJob(pid, { command: 'i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; dd if=/dev/zero of=/outbox/big bs=1M count=16 conv=fsync 2>/dev/null; echo ok' });
+    await submit(pid);
+    const done = await ended(pid, jid);
+    expect(done.state).toBe('done');
+    expect(done.used_cpu).toBeGreaterThan(0.1);
+    expect(done.used_memory).toBeGreaterThan(16 * 1024 * 1024);
+    expect(done.used_io).toBeGreaterThanOrEqual(0);
+    process.stdout.write(`usage: ${JSON.stringify({ cpu: done.used_cpu, memory: done.used_memory, io: done.used_io })}\n`);
   });
 
   it('runs a pipeline first in, first out; a failure fails the rest with a reason naming it', async () => {
@@ -130,17 +142,27 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     const pid = await newPipeline();
     const j1 = await addJob(pid, { command: 'echo started; sleep 300' });
     const j2 = await addJob(pid, { command: 'echo never' });
+    const j3q = await addJob(pid, { command: 'echo never either' });
     await submit(pid);
     await until(async () => (await job(pid, j1)).state === 'running', 'job to run');
     const again = await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/submit`, headers: h.as(alice) });
     expect(again.statusCode).toBe(409);
     const busy = await h.app.inject({ method: 'DELETE', url: `/pipeline/${pid}`, headers: h.as(alice) });
     expect(busy.statusCode).toBe(409);
+    // A queued job can be killed before it runs.
+    const queued = await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/job/${j3q}/kill`, headers: h.as(alice) });
+    expect(queued.json()[j3q]).toMatchObject({ state: 'killed', reason: 'Killed by alice before it ran' });
     const killed = await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/job/${j1}/kill`, headers: h.as(alice) });
     expect(killed.statusCode).toBe(200);
     expect(killed.json()[j1]).toMatchObject({ state: 'killed', reason: 'Killed by alice' });
     const j2done = await ended(pid, j2);
     expect(j2done).toMatchObject({ state: 'failed', reason: `Job ${j1} earlier in the pipeline was killed (Killed by alice)` });
+    await finished(pid);
+    expect((await job(pid, j3q)).state).toBe('killed');
+    expect(events.find((e) => e.subject === 'events.execution.pipeline.finished' && e.payload.pipelineId === pid)!.payload).toMatchObject({
+      result: 'failed',
+      jobs: { [j1]: 'killed', [j2]: 'failed', [j3q]: 'killed' },
+    });
     const viaGet = await h.app.inject({ url: `/pipeline/${pid}/job/${j1}/kill`, headers: h.as(alice) });
     expect([viaGet.statusCode, viaGet.json().error]).toEqual([409, `Job ${j1} is killed, not running`]);
 

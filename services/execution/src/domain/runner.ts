@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BlobStore } from '@dockyard/kit';
@@ -5,7 +7,7 @@ import type { Job, PrismaClient } from '../generated/prisma/client.js';
 import { inboxTar, storeOutboxZip } from './archives.js';
 import type { Attachment } from './uploads.js';
 import { LogWriter } from './logs.js';
-import { UsageSampler, type Usage } from './usage.js';
+import { removeCgroup, UsageSampler, type Usage } from './usage.js';
 import type { NatsConnection, Subjects } from '@dockyard/kit';
 
 /** How a container run ended. */
@@ -30,6 +32,8 @@ export const LABEL_DEPLOYMENT = 'dockyard.execution.deployment';
 
 export interface RunnerOptions {
   deployment: string;
+  /** The engine shares this host's cgroup v1 tree (cgroupfs driver): jobs get a parent cgroup to measure exactly. */
+  localCgroups: boolean;
   engineId: string;
   pidsLimit: number;
   maxResultBytes: number;
@@ -166,6 +170,7 @@ export class ContainerRunner {
   private async create(job: Job, shell: boolean): Promise<Docker.Container> {
     const argv = shell ? ['/bin/sh', '-c', job.command] : splitArgs(job.command);
     const memory = Number(job.memory);
+    const parent = this.opts.localCgroups ? `/dockyard-execution/${this.opts.deployment}job-${job.id}-${randomBytes(4).toString('hex')}` : undefined;
     return this.docker.createContainer({
       Image: job.imageRef,
       Entrypoint: [argv[0]],
@@ -185,6 +190,7 @@ export class ContainerRunner {
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
         LogConfig: { Type: 'json-file', Config: {} },
+        CgroupParent: parent,
       },
     });
   }
@@ -263,7 +269,8 @@ export class ContainerRunner {
   private async follow(job: Job, container: Docker.Container, skip: number, signal: AbortSignal): Promise<Outcome> {
     const entry = this.running.get(job.id)!;
     const logs = new LogWriter(this.prisma, this.nc, this.subjects, job.id);
-    const sampler = new UsageSampler(container);
+    const parent = this.opts.localCgroups ? ((await container.inspect()).HostConfig.CgroupParent ?? null) : null;
+    const sampler = new UsageSampler(container, parent || null);
     await sampler.start();
     const logStream = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
     const lines = followLines(logStream, skip, (line) => logs.write(line));
@@ -290,14 +297,14 @@ export class ContainerRunner {
       unlisten();
       clearTimeout(timer);
       (logStream as unknown as { destroy?: () => void }).destroy?.();
-      await sampler.stop();
+      await sampler.stop(false);
       await logs.flush().catch(() => undefined);
       this.running.delete(job.id);
       throw err;
     }
     unlisten();
     clearTimeout(timer);
-    const usage = await sampler.stop();
+    const usage = await sampler.stop(true);
     await logs.flush();
     const info = await container.inspect();
     const exitCode = info.State.ExitCode ?? null;
@@ -342,12 +349,24 @@ export class ContainerRunner {
 
   /** Removes a job's container once its outcome is stored. */
   async remove(containerId: string): Promise<void> {
-    await this.docker
-      .getContainer(containerId)
+    const container = this.docker.getContainer(containerId);
+    const parent = this.opts.localCgroups ? await container.inspect().then((i) => i.HostConfig.CgroupParent, () => null) : null;
+    await container
       .remove({ force: true })
+      .then(() => removeCgroup(parent))
       .catch((err: { statusCode?: number }) => {
         if (err.statusCode !== 404) this.log.warn({ err, containerId }, 'container not removed');
       });
+  }
+
+  /** Job parent cgroups of this deployment left behind (a container removed by someone else), by job id. */
+  async cgroups(): Promise<Map<number, string>> {
+    if (!this.opts.localCgroups) return new Map();
+    const names = await readdir('/sys/fs/cgroup/memory/dockyard-execution').catch(() => [] as string[]);
+    const mine = `${this.opts.deployment}job-`;
+    return new Map(
+      names.filter((n) => n.startsWith(mine)).map((n) => [Number(n.slice(mine.length).split('-')[0]), `/dockyard-execution/${n}`] as const),
+    );
   }
 
   /** Containers of this deployment on this engine, by job id. */

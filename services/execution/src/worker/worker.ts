@@ -1,11 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { consumeWorkQueue, json, type NatsConnection, type Subjects } from '@dockyard/kit';
 import type { ExecutionJobKill, ExecutionPipelineRun } from '@dockyard/contracts';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Job, PrismaClient } from '../generated/prisma/client.js';
+import type { Job, Pipeline, PrismaClient } from '../generated/prisma/client.js';
 import type { ExecutionEvents } from '../domain/events.js';
 import { LogWriter } from '../domain/logs.js';
 import { ContainerRunner, WorkerStopping, type Outcome } from '../domain/runner.js';
 import { transition } from '../domain/transitions.js';
+import { removeCgroup } from '../domain/usage.js';
 import type { JobState } from '../domain/views.js';
 
 export const RUN_SUBJECT = 'execution.pipeline.run';
@@ -26,6 +28,8 @@ export interface WorkerOptions {
  */
 export class ExecutionWorker {
   private readonly abort = new AbortController();
+  /** This worker process, as a lease holder. */
+  private readonly id = randomUUID();
   private stopConsuming: (() => Promise<void>) | null = null;
   private killSub: ReturnType<NatsConnection['subscribe']> | null = null;
 
@@ -84,12 +88,44 @@ export class ExecutionWorker {
       const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true, containerId: true } });
       if (!job || job.containerId !== c.Id || ['done', 'failed', 'killed'].includes(job.state)) await this.runner.remove(c.Id);
     }
+    for (const [jobId, cgroup] of await this.runner.cgroups()) {
+      const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true } });
+      if (!job || !['in_queue', 'running'].includes(job.state)) await removeCgroup(cgroup);
+    }
+  }
+
+  /**
+   * Takes (or renews) the lease on a pipeline's submission. JetStream may hand the same message to
+   * a second worker while the first still runs it (a prefetched message whose ack wait ran out), so
+   * the database decides who runs it; a lease not renewed (its worker died) can be taken over.
+   */
+  private async lease(pipelineId: number, run: number): Promise<boolean> {
+    const n = await this.prisma.$executeRaw`
+      UPDATE pipelines SET lease_owner = ${this.id}, lease_until = now() + ${this.opts.ackWaitMs}::int * interval '1 millisecond'
+      WHERE id = ${pipelineId} AND run = ${run} AND (lease_owner IS NULL OR lease_owner = ${this.id} OR lease_until < now())`;
+    return n === 1;
   }
 
   private async runPipeline(run: ExecutionPipelineRun): Promise<void> {
-    const pipeline = await this.prisma.pipeline.findUnique({ where: { id: run.pipelineId } });
-    // Deleted, or submitted again since: this message is stale.
-    if (!pipeline || pipeline.run !== run.run) return;
+    let pipeline;
+    for (;;) {
+      pipeline = await this.prisma.pipeline.findUnique({ where: { id: run.pipelineId } });
+      // Deleted, submitted again since, or already finished: this message is stale.
+      if (!pipeline || pipeline.run !== run.run || pipeline.finishedRun >= run.run) return;
+      if (await this.lease(pipeline.id, run.run)) break;
+      if (this.abort.signal.aborted) throw new WorkerStopping();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const renew = setInterval(() => void this.lease(run.pipelineId, run.run).catch(() => undefined), Math.max(500, this.opts.ackWaitMs / 3));
+    try {
+      await this.runJobs(pipeline, run);
+    } finally {
+      clearInterval(renew);
+      await this.prisma.pipeline.updateMany({ where: { id: run.pipelineId, leaseOwner: this.id }, data: { leaseOwner: null, leaseUntil: null } });
+    }
+  }
+
+  private async runJobs(pipeline: Pipeline, run: ExecutionPipelineRun): Promise<void> {
     const ids = await this.prisma.job.findMany({ where: { pipelineId: pipeline.id }, orderBy: { position: 'asc' }, select: { id: true } });
     let blocker: Job | null = null;
     const states: Record<string, JobState> = {};
@@ -113,6 +149,7 @@ export class ExecutionWorker {
     if (Object.keys(states).length) {
       await this.events.pipelineFinished({ actor: run.actor, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states });
     }
+    await this.prisma.pipeline.updateMany({ where: { id: pipeline.id, run: run.run }, data: { finishedRun: run.run } });
   }
 
   /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */

@@ -5,6 +5,9 @@ CREATE TABLE "pipelines" (
     "owner_id" TEXT NOT NULL,
     "owner_login" TEXT NOT NULL,
     "run" INTEGER NOT NULL DEFAULT 0,
+    "lease_owner" TEXT,
+    "lease_until" TIMESTAMP(3),
+    "finished_run" INTEGER NOT NULL DEFAULT 0,
     "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT "pipelines_pkey" PRIMARY KEY ("id")
 );

@@ -1,10 +1,11 @@
+import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import multipart from '@fastify/multipart';
 import { jetstream } from '@nats-io/jetstream';
-import { createService, dockerPlugin, ensureStream, json, type OpenApiDocument } from '@dockyard/kit';
+import { createService, dockerPlugin, serviceDataDir, ensureStream, json, type OpenApiDocument } from '@dockyard/kit';
 import { loadDocument, type ExecutionPipelineRun } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { ExecutionConfig } from './config.js';
@@ -16,6 +17,13 @@ import { pipelineRoutes } from './routes/pipelines.js';
 import { jobRoutes } from './routes/jobs.js';
 import { logRoutes } from './routes/logs.js';
 import type { RouteDeps } from './routes/deps.js';
+
+/** Whether job files go in through bind mounts (see DOCKYARD_EXECUTION_FILES). */
+function bindFiles(config: ExecutionConfig): boolean {
+  if (config.DOCKYARD_EXECUTION_FILES !== 'auto') return config.DOCKYARD_EXECUTION_FILES === 'bind';
+  const host = process.env.DOCKER_HOST;
+  return (!host || host.startsWith('unix://')) && !existsSync('/.dockerenv');
+}
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -76,6 +84,7 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
         deployment: config.DOCKYARD_NATS_PREFIX || 'default',
         engineId,
         localCgroups,
+        filesDir: bindFiles(config) ? path.join(serviceDataDir(config, 'execution'), 'jobs') : null,
         pidsLimit: config.DOCKYARD_EXECUTION_PIDS_LIMIT,
         maxResultBytes: config.DOCKYARD_EXECUTION_MAX_RESULT_BYTES,
       });

@@ -38,6 +38,12 @@ const shape = {
   DOCKYARD_EXECUTION_MAX_RETRIES: int(5, 0),
   /** Image references anyone may run (comma-separated, `*` matches within a reference); Kabuto image ids are checked by owner. */
   DOCKYARD_EXECUTION_IMAGES: z.string().default('dockyard/*'),
+  /**
+   * How `/inbox` and `/outbox` reach a container: `bind` (host directories under the data dir,
+   * bind-mounted: the engine must see this process's filesystem), `archive` (copied in and out
+   * through the engine API: any engine), `auto` (bind for a local engine socket outside a container).
+   */
+  DOCKYARD_EXECUTION_FILES: z.enum(['auto', 'bind', 'archive']).default('auto'),
   /** How long `POST .../kill` waits for the worker to confirm before answering with the current state. */
   DOCKYARD_EXECUTION_KILL_WAIT_MS: int(15_000, 0),
 };

@@ -98,6 +98,15 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     });
   });
 
+  it('never follows links out of /outbox into the host', async () => {
+    const pid = await newPipeline();
+    const jid = await addJob(pid, { command: 'ln -s /etc/hostname /outbox/leak && ln -s / /outbox/root && echo real > /outbox/real' });
+    await submit(pid);
+    expect((await ended(pid, jid)).state).toBe('done');
+    const res = await h.app.inject({ url: `/pipeline/${pid}/job/${jid}?result`, headers: h.as(alice) });
+    expect(await unzip(res.rawPayload)).toEqual({ real: 'real\n' });
+  });
+
   it('records CPU seconds, peak memory and block I/O measured while the job ran', async () => {
     const pid = await newPipeline();
     const jid = await addJob(pid, { command: 'i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; dd if=/dev/zero of=/outbox/big bs=1M count=16 conv=fsync 2>/dev/null; echo ok' });

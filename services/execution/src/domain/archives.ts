@@ -1,3 +1,6 @@
+import { constants, createReadStream } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -67,4 +70,39 @@ export async function storeOutboxZip(blobs: BlobStore, key: string, outbox: Read
   );
   const [, info] = await Promise.all([extracted, stored]);
   return info.size;
+}
+
+/**
+ * Zips a job's `/outbox` straight from the host directory bind-mounted there. Only regular files
+ * and directories are taken, never followed links (a job could point a link at a host file), and
+ * every file is opened with O_NOFOLLOW; the container has exited, so nothing changes meanwhile.
+ */
+export async function storeOutboxDirZip(blobs: BlobStore, key: string, dir: string, maxBytes: number): Promise<number> {
+  const zip = new yazl.ZipFile();
+  const stored = blobs.put(key, zip.outputStream as unknown as Readable, { maxBytes });
+  try {
+    const walk = async (rel: string): Promise<void> => {
+      const entries = await readdir(path.join(dir, rel), { withFileTypes: true });
+      entries.sort((a, b) => a.name.localeCompare(b.name));
+      for (const e of entries) {
+        const name = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          zip.addEmptyDirectory(name);
+          await walk(name);
+        } else if (e.isFile()) {
+          zip.addReadStreamLazy(name, {}, (cb) => {
+            open(path.join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW).then(
+              (fh) => cb(null, createReadStream('', { fd: fh.fd })),
+              (err: Error) => cb(err, null as never),
+            );
+          });
+        }
+      }
+    };
+    await walk('');
+    zip.end();
+  } catch (err) {
+    (zip.outputStream as unknown as PassThrough).destroy(err as Error);
+  }
+  return (await stored).size;
 }

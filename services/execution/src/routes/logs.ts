@@ -88,7 +88,8 @@ export const logRoutes: FastifyPluginAsync<RouteDeps & { nc: NatsConnection; sub
       try {
         await backlog();
         const now = await prisma.job.findUnique({ where: { id: job.id }, select: { state: true } });
-        if (!now || TERMINAL_STATES.includes(now.state as JobState) || now.state === 'ready') {
+        // A job not yet submitted (ready) is followed too: its lines come once it runs.
+        if (!now || TERMINAL_STATES.includes(now.state as JobState)) {
           await finish(now?.state ?? 'deleted');
           return;
         }

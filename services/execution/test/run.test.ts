@@ -88,7 +88,7 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect(logs[0]).toEqual({ id: expect.any(Number), job: jid, logline: expect.any(String) });
     await finished(pid);
     expect(states(jid)).toEqual(['in_queue', 'running', 'done']);
-    // The container is removed once the outcome is stored (before the pipeline is announced finished).
+    // The container is removed once the outcome is stored, before the pipeline is announced finished.
     const left = await new Docker().listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${jid}`, `${LABEL_DEPLOYMENT}=${h.env.env.DOCKYARD_NATS_PREFIX}`] } });
     expect(left).toEqual([]);
     expect(events.find((e) => e.subject === 'events.execution.pipeline.finished' && e.payload.pipelineId === pid)!.payload).toMatchObject({

@@ -18,9 +18,8 @@ export async function transition(
 ): Promise<Job | null> {
   const before = await prisma.job.findUnique({ where: { id: job.id }, select: { state: true } });
   if (!before || !from.includes(before.state as JobState)) return null;
-  const { count } = await prisma.job.updateMany({ where: { id: job.id, state: before.state }, data: { ...data, state: to } });
-  if (!count) return null;
-  const after = await prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+  const [after] = await prisma.job.updateManyAndReturn({ where: { id: job.id, state: before.state }, data: { ...data, state: to } });
+  if (!after) return null;
   if (before.state !== to) {
     await events.jobState({
       actor,

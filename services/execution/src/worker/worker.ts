@@ -129,6 +129,8 @@ export class ExecutionWorker {
     const ids = await this.prisma.job.findMany({ where: { pipelineId: pipeline.id }, orderBy: { position: 'asc' }, select: { id: true } });
     let blocker: Job | null = null;
     const states: Record<string, JobState> = {};
+    // Containers are removed while the next job starts; all are gone before the pipeline is announced finished.
+    const removals: Promise<void>[] = [];
     for (const { id } of ids) {
       if (this.abort.signal.aborted) throw new WorkerStopping();
       let job = await this.prisma.job.findUnique({ where: { id } });
@@ -140,12 +142,13 @@ export class ExecutionWorker {
           finishedAt: new Date(),
         })) ?? job;
       } else if (job.state === 'in_queue' || job.state === 'running') {
-        job = await this.runJob(job);
+        job = await this.runJob(job, removals);
       }
       const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id } });
       states[String(id)] = fresh.state as JobState;
       if (!blocker && (fresh.state === 'failed' || fresh.state === 'killed')) blocker = fresh;
     }
+    await Promise.allSettled(removals);
     if (Object.keys(states).length) {
       await this.events.pipelineFinished({ actor: run.actor, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states });
     }
@@ -153,7 +156,7 @@ export class ExecutionWorker {
   }
 
   /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */
-  private async runJob(job: Job): Promise<Job> {
+  private async runJob(job: Job, removals: Promise<void>[]): Promise<Job> {
     const signal = this.abort.signal;
     let outcome: Outcome;
     if (job.state === 'running') {
@@ -185,11 +188,11 @@ export class ExecutionWorker {
         job = { ...fresh, containerId: null };
       }
     }
-    return this.finish(job, outcome);
+    return this.finish(job, outcome, removals);
   }
 
   /** Stores a job's outcome, tells followers its log ended, then removes its container. */
-  private async finish(job: Job, outcome: Outcome): Promise<Job> {
+  private async finish(job: Job, outcome: Outcome, removals?: Promise<void>[]): Promise<Job> {
     const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
     const stored = await transition(
       this.prisma,
@@ -210,7 +213,11 @@ export class ExecutionWorker {
     );
     const final = stored ?? fresh;
     new LogWriter(this.prisma, this.nc, this.subjects, job.id).end(final.state);
-    if (final.containerId) await this.runner.remove(final.containerId);
+    if (final.containerId) {
+      const removed = this.runner.remove(final.containerId);
+      if (removals) removals.push(removed);
+      else await removed;
+    }
     return final;
   }
 }

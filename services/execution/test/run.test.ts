@@ -135,6 +135,15 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect((await h.app.inject({ url: `/pipeline/${pid}/job/${j2}?result`, headers: h.as(alice) })).statusCode).toBe(409);
   });
 
+  it('re-runs a failing job as many times as its retries allow', async () => {
+    const pid = await newPipeline();
+    const jid = await addJob(pid, { command: 'echo attempt; exit 2', retries: '1' });
+    await submit(pid);
+    expect(await ended(pid, jid)).toMatchObject({ state: 'failed', reason: 'The command exited with code 2' });
+    const lines = (await h.app.inject({ url: `/execution/${jid}/logs`, headers: h.as(alice) })).json().map((l: { logline: string }) => l.logline);
+    expect(lines).toEqual(['attempt', '[dockyard] attempt 1 failed: The command exited with code 2; retrying (1 left)', 'attempt']);
+  });
+
   it('runs different pipelines side by side', async () => {
     const [p1, p2] = [await newPipeline('a'), await newPipeline('b')];
     const j1 = await addJob(p1, { command: 'sleep 300' });

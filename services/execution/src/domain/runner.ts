@@ -278,6 +278,8 @@ export class ContainerRunner {
       return null;
     }
     this.running.set(job.id, { container, killedBy: job.killRequested, timedOut: false });
+    // A kill asked for while no worker watched it.
+    if (job.killRequested) await container.kill().catch(() => undefined);
     const stored = await this.prisma.jobLog.count({ where: { jobId: job.id } });
     return this.follow(job, container, Math.max(0, stored - job.logBase), signal);
   }

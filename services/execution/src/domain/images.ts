@@ -1,4 +1,4 @@
-import { badRequest, request, type Identity, type NatsConnection, type Subjects } from '@dockyard/kit';
+import { badRequest, HttpError, request, type Identity, type NatsConnection, type Subjects } from '@dockyard/kit';
 import type { BuildImageGetReply, BuildImageGetRequest } from '@dockyard/contracts';
 
 /** Turns `a/*` patterns into a matcher over image references. */
@@ -34,7 +34,7 @@ export class ImageResolver {
       try {
         reply = await request<BuildImageGetRequest, BuildImageGetReply>(this.nc, this.subjects.of('build.image.get'), { id: imageId }, 5000);
       } catch (err) {
-        throw Object.assign(badRequest(`Image ${imageId} cannot be looked up now (build service: ${(err as Error).message})`), { statusCode: 503 });
+        throw new HttpError(503, `Image ${imageId} cannot be looked up now (build service: ${(err as Error).message})`);
       }
       const image = reply.image;
       if (!image || (!identity.admin && image.owner !== identity.login && image.owner !== identity.id)) throw badRequest('Image not found');

@@ -222,6 +222,15 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect((await h.app.inject({ url: `/execution/${jid}/logs/${all[99_999].id}`, headers: h.as(alice) })).json()).toEqual([]);
   });
 
+  it('keeps odd output: NUL bytes dropped, multi-byte characters whole, a last line without newline', async () => {
+    const pid = await newPipeline();
+    const jid = await addJob(pid, { command: "printf 'a\\000b\\n'; printf '\\303\\274n\\303\\257c\\303\\270d\\303\\251 \\342\\234\\223\\n'; printf 'tail'" });
+    await submit(pid);
+    expect((await ended(pid, jid)).state).toBe('done');
+    const lines = (await h.app.inject({ url: `/execution/${jid}/logs`, headers: h.as(alice) })).json().map((l: { logline: string }) => l.logline);
+    expect(lines).toEqual(['ab', 'ünïcødé ✓', 'tail']);
+  });
+
   it('follows a log as Server-Sent Events: backlog, then live lines, then an end event', async () => {
     const pid = await newPipeline();
     const jid = await addJob(pid, { command: 'echo first; sleep 1; echo second; sleep 1; echo third' });

@@ -9,6 +9,9 @@ export interface LogLineView {
   logline: string;
 }
 
+/** Lines queued but not stored beyond which the job's log stream is paused. */
+const HIGH_WATER = 20_000;
+
 /** The longest line kept; longer ones are cut (a job cannot fill the database with one line). */
 const MAX_LINE = 16 * 1024;
 
@@ -33,6 +36,8 @@ export class LogWriter {
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
   private failed: Error | null = null;
+  /** Lines written but not yet stored. */
+  private queued = 0;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -42,15 +47,23 @@ export class LogWriter {
     private readonly opts: { batch?: number; delayMs?: number } = {},
   ) {}
 
-  write(line: string): void {
-    this.pending.push(line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line);
+  /**
+   * Queues a line; false when the writer should wait for {@link drained} (too many lines not yet
+   * stored). NUL characters, which PostgreSQL text cannot hold, are dropped.
+   */
+  write(line: string): boolean {
+    const clean = line.includes('\u0000') ? line.replace(/\u0000/g, '') : line;
+    this.pending.push(clean.length > MAX_LINE ? clean.slice(0, MAX_LINE) : clean);
+    this.queued++;
     if (this.pending.length >= (this.opts.batch ?? 1000)) this.flushSoon(0);
     else this.flushSoon(this.opts.delayMs ?? 20);
+    return this.queued < HIGH_WATER;
   }
 
-  /** Back-pressure for a fast writer: resolves once the queued lines are stored. */
-  get backlog(): number {
-    return this.pending.length;
+  /** Resolves once every line queued so far is stored (back-pressure for a fast job). */
+  async drained(): Promise<void> {
+    this.flushSoon(0);
+    await this.flushing;
   }
 
   private flushSoon(delay: number): void {
@@ -73,6 +86,7 @@ export class LogWriter {
     const lines = this.pending;
     this.pending = [];
     try {
+      this.queued -= lines.length;
       // nextval() runs in row order, so sorted ids match the lines' order.
       const rows = await this.prisma.$queryRaw<{ id: bigint }[]>`
         INSERT INTO job_logs (job_id, line) SELECT ${this.jobId}::int, l FROM unnest(${lines}::text[]) WITH ORDINALITY AS t(l, n) ORDER BY n RETURNING id`;

@@ -3,6 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
 import type Docker from 'dockerode';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BlobStore } from '@dockyard/kit';
@@ -77,18 +78,31 @@ export function splitArgs(command: string): string[] {
 }
 
 /** Splits the engine's multiplexed stdout/stderr stream into lines (per stream, in arrival order). */
-function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line: string) => void): Promise<void> {
+function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line: string) => boolean, drained: () => Promise<void>): Promise<void> {
   let header = Buffer.alloc(0);
   let need = 0;
   let kind = 1;
   const partial: Record<number, string> = { 1: '', 2: '' };
+  // A character split between two frames is decoded whole.
+  const decoders: Record<number, StringDecoder> = { 1: new StringDecoder('utf8'), 2: new StringDecoder('utf8') };
   let skipped = 0;
+  let paused = false;
   const emit = (line: string) => {
-    if (skipped < skip) skipped++;
-    else onLine(line.endsWith('\r') ? line.slice(0, -1) : line);
+    if (skipped < skip) {
+      skipped++;
+      return;
+    }
+    if (!onLine(line.endsWith('\r') ? line.slice(0, -1) : line) && !paused) {
+      paused = true;
+      stream.pause();
+      void drained().finally(() => {
+        paused = false;
+        stream.resume();
+      });
+    }
   };
   const text = (k: number, chunk: Buffer) => {
-    let s = partial[k] + chunk.toString('utf8');
+    let s = partial[k] + decoders[k].write(chunk);
     let nl: number;
     while ((nl = s.indexOf('\n')) >= 0) {
       emit(s.slice(0, nl));
@@ -118,7 +132,10 @@ function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line:
       }
     });
     stream.on('end', () => {
-      for (const k of [1, 2]) if (partial[k]) emit(partial[k]);
+      for (const k of [1, 2]) {
+        partial[k] += decoders[k].end();
+        if (partial[k]) emit(partial[k]);
+      }
       resolve();
     });
     stream.on('error', reject);
@@ -291,7 +308,7 @@ export class ContainerRunner {
     const sampler = new UsageSampler(container, parent || null);
     await sampler.start();
     const logStream = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
-    const lines = followLines(logStream, skip, (line) => logs.write(line));
+    const lines = followLines(logStream, skip, (line) => logs.write(line), () => logs.drained());
     const elapsed = job.startedAt ? Date.now() - job.startedAt.getTime() : 0;
     const timer = setTimeout(
       () => {

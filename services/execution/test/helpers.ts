@@ -23,6 +23,8 @@ export const IMAGES: Record<string, NonNullable<BuildImageGetReply['image']>> = 
 
 export interface Harness {
   env: TestEnv;
+  /** The environment the service was started with (for a second process on the same database and NATS prefix). */
+  serviceEnv: NodeJS.ProcessEnv;
   app: FastifyInstance;
   as: (identity: Identity) => Record<string, string>;
   /** Starts another app on the same database and NATS prefix (a restarted service). */
@@ -37,7 +39,8 @@ export interface Harness {
  */
 export async function startExecution(extra: Record<string, string> = {}): Promise<Harness> {
   const env = testEnv();
-  const config = loadExecutionConfig(env.serviceEnv('execution', { DOCKYARD_EXECUTION_ACK_WAIT_MS: '5000', ...extra }));
+  const serviceEnv = env.serviceEnv('execution', { DOCKYARD_EXECUTION_ACK_WAIT_MS: '5000', ...extra });
+  const config = loadExecutionConfig(serviceEnv);
   const sign = identitySigner(config.DOCKYARD_INTERNAL_SECRET);
   const start = async () => {
     const app = await buildExecutionApp(config);
@@ -46,6 +49,7 @@ export async function startExecution(extra: Record<string, string> = {}): Promis
   };
   const h: Harness = {
     env,
+    serviceEnv,
     app: await start(),
     as: (identity) => ({ [IDENTITY_HEADER]: sign(identity) }),
     restart: async () => {

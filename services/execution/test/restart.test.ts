@@ -1,3 +1,7 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { LABEL_DEPLOYMENT } from '../src/domain/runner.js';
 import { GONE } from '../src/worker/worker.js';
@@ -56,5 +60,52 @@ describe('execution: a worker stopped mid-job (real Docker, NATS, PostgreSQL)', 
     }, 'the pipeline to end');
     expect(await job(pid, j1)).toMatchObject({ state: 'failed', reason: GONE });
     expect(failed.reason).toBe(`Job ${j1} earlier in the pipeline failed (${GONE})`);
+  });
+
+  it('takes over from a worker process killed outright (no goodbye): its claim expires and the job is reattached', async () => {
+    await h.app.close(); // only the child process below takes work
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: dir,
+      env: { ...process.env, ...h.serviceEnv, DOCKYARD_PORT: String(port), NODE_OPTIONS: '' },
+      stdio: 'ignore',
+    });
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      await until(() => fetch(`${base}/healthz`).then((r) => r.ok, () => false), 'the worker process to listen');
+      const call = async (method: string, url: string, body?: object) => {
+        const res = await fetch(base + url, {
+          method,
+          headers: { ...h.as(alice), ...(body ? { 'content-type': 'application/json' } : {}) },
+          body: body ? JSON.stringify(body) : undefined,
+        });
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        return (await res.json()) as any;
+      };
+      const pid = (await call('POST', '/pipeline', { name: 'crash' })).id;
+      const jid = (await call('POST', `/pipeline/${pid}/job`, { command: 'echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after; echo kept > /outbox/r', image_id: 'dockyard/busybox:latest' })).id;
+      await call('POST', `/pipeline/${pid}/submit`);
+      await until(async () => ((await call('GET', `/execution/${jid}/logs`)) as { logline: string }[]).some((l) => l.logline === 'before'), 'the first line');
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const [running] = await containers();
+      await new Docker().getContainer(running.Id).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
+      await h.restart();
+      const done = await until(async () => {
+        const j = await job(pid, jid);
+        return ['done', 'failed'].includes(j.state) && j;
+      }, 'the job to end');
+      expect(done.state).toBe('done');
+      expect(await lines(jid)).toEqual(['before', 'after']);
+      expect((await h.app.inject({ url: `/pipeline/${pid}/job/${jid}?result`, headers: h.as(alice) })).statusCode).toBe(200);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -61,11 +61,12 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect(res.statusCode).toBe(200);
     return res.json();
   };
+  // A generous ceiling (not a timing assertion): the machine is shared with other test runs.
   const ended = (pid: number, jid: number) =>
     until(async () => {
       const j = await job(pid, jid);
       return ['done', 'failed', 'killed'].includes(j.state) && j;
-    }, `job ${jid} to end`);
+    }, `job ${jid} to end`, 120_000);
   const finished = (pid: number) => until(async () => events.find((e) => e.subject === 'events.execution.pipeline.finished' && e.payload.pipelineId === pid), `pipeline ${pid} to finish`);
   const states = (jid: number) => events.filter((e) => e.subject === 'events.execution.job.state' && e.payload.jobId === jid).map((e) => e.payload.state);
 
@@ -220,7 +221,7 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect(after[0].logline).toBe('50001');
     expect(after[after.length - 1].logline).toBe('100000');
     expect((await h.app.inject({ url: `/execution/${jid}/logs/${all[99_999].id}`, headers: h.as(alice) })).json()).toEqual([]);
-  });
+  }, 180_000);
 
   it('keeps odd output: NUL bytes dropped, multi-byte characters whole, a last line without newline', async () => {
     const pid = await newPipeline();

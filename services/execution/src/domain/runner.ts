@@ -77,8 +77,19 @@ export function splitArgs(command: string): string[] {
   return args;
 }
 
-/** Splits the engine's multiplexed stdout/stderr stream into lines (per stream, in arrival order). */
-function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line: string) => boolean, drained: () => Promise<void>): Promise<void> {
+/**
+ * Splits the engine's multiplexed stdout/stderr stream into lines (per stream, in arrival order),
+ * skipping the first `skip`. Resolves with the number of complete lines seen (skipped included).
+ * A last line without a newline is emitted only when `final` (the container has exited and this
+ * read is complete); otherwise it is left to the next read, which counts lines the same way.
+ */
+function followLines(
+  stream: NodeJS.ReadableStream,
+  skip: number,
+  onLine: (line: string) => boolean,
+  drained: () => Promise<void>,
+  final: boolean,
+): Promise<number> {
   let header = Buffer.alloc(0);
   let need = 0;
   let kind = 1;
@@ -86,8 +97,10 @@ function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line:
   // A character split between two frames is decoded whole.
   const decoders: Record<number, StringDecoder> = { 1: new StringDecoder('utf8'), 2: new StringDecoder('utf8') };
   let skipped = 0;
+  let seen = 0;
   let paused = false;
   const emit = (line: string) => {
+    seen++;
     if (skipped < skip) {
       skipped++;
       return;
@@ -132,11 +145,13 @@ function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line:
       }
     });
     stream.on('end', () => {
-      for (const k of [1, 2]) {
-        partial[k] += decoders[k].end();
-        if (partial[k]) emit(partial[k]);
+      if (final) {
+        for (const k of [1, 2]) {
+          partial[k] += decoders[k].end();
+          if (partial[k]) emit(partial[k]);
+        }
       }
-      resolve();
+      resolve(seen);
     });
     stream.on('error', reject);
   });
@@ -145,7 +160,7 @@ function followLines(stream: NodeJS.ReadableStream, skip: number, onLine: (line:
 /** What the worker records as a run progresses. */
 export interface RunHooks {
   /** The container exists (not started): record it so a restarted worker finds it. */
-  created(containerId: string, logBase: number): Promise<void>;
+  created(containerId: string): Promise<{ killRequested: string | null }>;
   /** The container started: the job is running. False when the job was killed meanwhile. */
   started(): Promise<boolean>;
 }
@@ -250,12 +265,10 @@ export class ContainerRunner {
       const files = this.opts.filesDir ? await this.prepareFiles(job, attachments) : null;
       container = await this.create(job, shell, files);
       if (!files) await container.putArchive(inboxTar(this.blobs, attachments), { path: '/' });
-      const logBase = await this.prisma.jobLog.count({ where: { jobId: job.id } });
-      await hooks.created(container.id, logBase);
+      const { killRequested } = await hooks.created(container.id);
       const entry: Running = { container, killedBy: null, timedOut: false };
       this.running.set(job.id, entry);
-      const fresh = await this.prisma.job.findUnique({ where: { id: job.id }, select: { killRequested: true } });
-      if (fresh?.killRequested) entry.killedBy = fresh.killRequested;
+      if (killRequested) entry.killedBy = killRequested;
       if (entry.killedBy) {
         this.running.delete(job.id);
         return { state: 'killed', reason: `Killed by ${entry.killedBy}`, exitCode: null, usage: zero, resultKey: null };
@@ -304,11 +317,12 @@ export class ContainerRunner {
   private async follow(job: Job, container: Docker.Container, skip: number, signal: AbortSignal): Promise<Outcome> {
     const entry = this.running.get(job.id)!;
     const logs = new LogWriter(this.prisma, this.nc, this.subjects, job.id);
-    const parent = this.opts.localCgroups ? ((await container.inspect()).HostConfig.CgroupParent ?? null) : null;
-    const sampler = new UsageSampler(container, parent || null);
+    const started = await container.inspect();
+    const parent = this.opts.localCgroups ? started.HostConfig.CgroupParent || null : null;
+    const sampler = new UsageSampler(container, parent, started.State.Pid ?? 0);
     await sampler.start();
     const logStream = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
-    const lines = followLines(logStream, skip, (line) => logs.write(line), () => logs.drained());
+    const lines = followLines(logStream, skip, (line) => logs.write(line), () => logs.drained(), false);
     const elapsed = job.startedAt ? Date.now() - job.startedAt.getTime() : 0;
     const timer = setTimeout(
       () => {
@@ -327,7 +341,12 @@ export class ContainerRunner {
     const unlisten = () => signal.removeEventListener('abort', stop);
     try {
       await Promise.race([container.wait(), aborted]);
-      await Promise.race([lines, aborted]);
+      const seen = await Promise.race([lines, aborted]);
+      // The engine may end a follow early when the container exits while the reader lags (a job
+      // printing fast while its lines are being stored): read the exited container's whole log
+      // once more and keep what the follow missed, so no line is lost.
+      const rest = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
+      await Promise.race([followLines(rest, seen, (line) => logs.write(line), () => logs.drained(), true), aborted]);
     } catch (err) {
       unlisten();
       clearTimeout(timer);

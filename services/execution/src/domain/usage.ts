@@ -64,18 +64,16 @@ export class UsageSampler {
   readonly usage: Usage = { cpu: 0, memory: 0, io: 0 };
   private timer: NodeJS.Timeout | null = null;
   private stream: NodeJS.ReadableStream | null = null;
-  private pid = 0;
-
   constructor(
     private readonly container: Docker.Container,
     private readonly parent: string | null,
+    private readonly pid: number,
     private readonly intervalMs = 200,
   ) {}
 
   async start(): Promise<void> {
     const id = this.container.id;
     if ((await readNumber(`${CGROUP}/cpuacct/docker/${id}/cpuacct.usage`)) !== null || this.parent) {
-      this.pid = (await this.container.inspect().catch(() => null))?.State.Pid ?? 0;
       await this.sample();
       this.timer = setInterval(() => void this.sample(), this.intervalMs);
       return;

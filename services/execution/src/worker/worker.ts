@@ -166,8 +166,13 @@ export class ExecutionWorker {
       for (;;) {
         let current = job;
         outcome = await this.runner.run(current, signal, {
-          created: async (containerId, logBase) => {
-            await this.prisma.job.update({ where: { id: job.id }, data: { containerId, engineId: this.opts.engineId, logBase } });
+          // One round trip: the container, and how many lines came before it (skipped on reattach).
+          created: async (containerId) => {
+            const [row] = await this.prisma.$queryRaw<{ kill_requested: string | null }[]>`
+              UPDATE jobs SET container_id = ${containerId}, engine_id = ${this.opts.engineId},
+                log_base = (SELECT count(*)::int FROM job_logs WHERE job_id = ${job.id})
+              WHERE id = ${job.id} RETURNING kill_requested`;
+            return { killRequested: row?.kill_requested ?? null };
           },
           started: async () => {
             const now = await this.prisma.job.findUniqueOrThrow({ where: { id: job.id }, select: { state: true } });

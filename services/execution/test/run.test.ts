@@ -134,6 +134,10 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect(await job(pid, j2)).toMatchObject({ state: 'failed', reason: 'The command exited with code 3' });
     expect((await job(pid, j3)).reason).toBe(`Job ${j2} earlier in the pipeline failed (The command exited with code 3)`);
     expect((await h.app.inject({ url: `/pipeline/${pid}/job/${j2}?result`, headers: h.as(alice) })).statusCode).toBe(409);
+    // A job that wrote nothing to /outbox: an empty zip.
+    const empty = await h.app.inject({ url: `/pipeline/${pid}/job/${j1}?result`, headers: h.as(alice) });
+    expect([empty.statusCode, empty.headers['content-type']]).toEqual([200, 'application/zip']);
+    expect(await unzip(empty.rawPayload)).toEqual({});
   });
 
   it('re-runs a failing job as many times as its retries allow', async () => {

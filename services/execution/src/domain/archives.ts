@@ -72,6 +72,11 @@ export async function storeOutboxZip(blobs: BlobStore, key: string, outbox: Read
   return info.size;
 }
 
+/** What `resultKey` holds for a job whose `/outbox` was empty: no blob is stored for it. */
+export const EMPTY_RESULT = '-';
+/** A zip with no entries (only its end-of-central-directory record). */
+export const EMPTY_ZIP = Buffer.concat([Buffer.from('PK\x05\x06', 'latin1'), Buffer.alloc(18)]);
+
 /**
  * Zips a job's `/outbox` straight from the host directory bind-mounted there. Only regular files
  * and directories are taken, never followed links (a job could point a link at a host file), and

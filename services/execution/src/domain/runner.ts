@@ -8,7 +8,7 @@ import type Docker from 'dockerode';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BlobStore } from '@dockyard/kit';
 import type { Job, PrismaClient } from '../generated/prisma/client.js';
-import { inboxTar, storeOutboxDirZip, storeOutboxZip } from './archives.js';
+import { EMPTY_RESULT, inboxTar, storeOutboxDirZip, storeOutboxZip } from './archives.js';
 import type { Attachment } from './uploads.js';
 import { LogWriter } from './logs.js';
 import { removeCgroup, UsageSampler, type Usage } from './usage.js';
@@ -243,8 +243,8 @@ export class ContainerRunner {
   }
 
   /**
-   * Runs a job from the start. `onStarted` records the container before it runs (so a restarted
-   * worker can find it); `signal` aborts following (the container keeps running).
+   * Runs a job from the start. `hooks.created` records the container before it runs (so a
+   * restarted worker can find it); `signal` aborts following (the container keeps running).
    */
   async run(job: Job, signal: AbortSignal, hooks: RunHooks): Promise<Outcome> {
     const zero: Usage = { cpu: 0, memory: 0, io: 0 };
@@ -259,12 +259,22 @@ export class ContainerRunner {
     let shell = this.shell.get(job.imageRef) ?? true;
     let container: Docker.Container | null = null;
     for (;;) {
+      container = null;
       if (shell === false && !splitArgs(job.command).length) {
         return { state: 'failed', reason: 'The command is empty', exitCode: null, usage: zero, resultKey: null };
       }
-      const files = this.opts.filesDir ? await this.prepareFiles(job, attachments) : null;
-      container = await this.create(job, shell, files);
-      if (!files) await container.putArchive(inboxTar(this.blobs, attachments), { path: '/' });
+      let files: string | null = null;
+      try {
+        files = this.opts.filesDir ? await this.prepareFiles(job, attachments) : null;
+        container = await this.create(job, shell, files);
+        if (!files) await container.putArchive(inboxTar(this.blobs, attachments), { path: '/' });
+      } catch (err) {
+        // An outcome, not a retry of the whole pipeline: the same request would fail again.
+        if (container) await this.remove(container.id);
+        else if (files) await rm(files, { recursive: true, force: true });
+        const message = (err as Error).message.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '');
+        return { state: 'failed', reason: `The container could not be created: ${message}`, exitCode: null, usage: zero, resultKey: null };
+      }
       const { killRequested } = await hooks.created(container.id);
       const entry: Running = { container, killedBy: null, timedOut: false };
       this.running.set(job.id, entry);
@@ -394,7 +404,9 @@ export class ContainerRunner {
         }
       }
       try {
-        if (outboxDir) await storeOutboxDirZip(this.blobs, resultKey, outboxDir, this.opts.maxResultBytes);
+        // An empty /outbox (the common case) needs no blob: downloads get the empty zip.
+        if (outboxDir && (await readdir(outboxDir)).length === 0) resultKey = EMPTY_RESULT;
+        else if (outboxDir) await storeOutboxDirZip(this.blobs, resultKey, outboxDir, this.opts.maxResultBytes);
         else await storeOutboxZip(this.blobs, resultKey, outbox as never, this.opts.maxResultBytes);
       } catch (err) {
         state = 'failed';

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { conflict, notFound, routeSchema, json, type NatsConnection, type Subjects } from '@dockyard/kit';
 import type { ExecutionJobKill } from '@dockyard/contracts';
 import { assertOwner, requireUser } from '../domain/access.js';
+import { EMPTY_RESULT, EMPTY_ZIP } from '../domain/archives.js';
 import { jobSpec, readForm } from '../domain/fields.js';
 import { transition } from '../domain/transitions.js';
 import { AttachmentUpload } from '../domain/uploads.js';
@@ -78,10 +79,11 @@ export const jobRoutes: FastifyPluginAsync<RouteDeps & { nc: NatsConnection; sub
       const job = await ownedJob(request);
       if (!Object.prototype.hasOwnProperty.call(request.query ?? {}, 'result')) return { [String(job.id)]: jobView(job) };
       if (job.state !== 'done' || !job.resultKey) throw conflict('Job has not finished running, or has failed');
-      const body = await deps.blobs.get(job.resultKey);
-      const info = await deps.blobs.stat(job.resultKey);
       reply.header('content-type', 'application/zip');
       reply.header('content-disposition', `attachment; filename="job-${job.id}-results.zip"`);
+      if (job.resultKey === EMPTY_RESULT) return reply.send(EMPTY_ZIP);
+      const body = await deps.blobs.get(job.resultKey);
+      const info = await deps.blobs.stat(job.resultKey);
       if (info) reply.header('content-length', info.size);
       return reply.send(body);
     },

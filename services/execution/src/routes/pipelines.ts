@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { badRequest, conflict, notFound, routeSchema } from '@dockyard/kit';
 import type { Job } from '../generated/prisma/client.js';
 import { assertOwner, requireUser } from '../domain/access.js';
+import { EMPTY_RESULT } from '../domain/archives.js';
 import { pipelineName, readForm } from '../domain/fields.js';
 import { ACTIVE_STATES, pipelineView, type JobState } from '../domain/views.js';
 import type { RouteDeps } from './deps.js';
@@ -10,7 +11,7 @@ const ORDER = [{ position: 'asc' as const }, { id: 'asc' as const }];
 
 /** Deletes the blobs a job keeps (attachments and result). */
 export async function deleteJobBlobs(deps: RouteDeps, jobs: Pick<Job, 'attachments' | 'resultKey'>[]): Promise<void> {
-  const keys = jobs.flatMap((j) => [...(j.attachments as { key: string }[]).map((a) => a.key), ...(j.resultKey ? [j.resultKey] : [])]);
+  const keys = jobs.flatMap((j) => [...(j.attachments as { key: string }[]).map((a) => a.key), ...(j.resultKey && j.resultKey !== EMPTY_RESULT ? [j.resultKey] : [])]);
   await Promise.allSettled(keys.map((k) => deps.blobs.delete(k)));
 }
 
@@ -165,7 +166,7 @@ export const pipelineRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =
         });
         return { run, jobs };
       });
-      await Promise.allSettled(jobs.filter((j) => j.resultKey).map((j) => deps.blobs.delete(j.resultKey!)));
+      await Promise.allSettled(jobs.filter((j) => j.resultKey && j.resultKey !== EMPTY_RESULT).map((j) => deps.blobs.delete(j.resultKey!)));
       for (const j of jobs) {
         await deps.events.jobState({ actor, jobId: j.id, pipelineId: p.id, state: 'in_queue', previousState: j.state as JobState, reason: null, exitCode: null });
       }

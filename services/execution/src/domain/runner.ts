@@ -275,6 +275,19 @@ export class ContainerRunner {
         const message = (err as Error).message.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '');
         return { state: 'failed', reason: `The container could not be created: ${message}`, exitCode: null, usage: zero, resultKey: null };
       }
+      // The first job of an image tells whether it has a shell (cached per image and process).
+      if (shell && !this.shell.has(job.imageRef)) {
+        const hasShell = await container.infoArchive({ path: '/bin/sh' }).then(
+          () => true,
+          (err: { statusCode?: number }) => err.statusCode !== 404,
+        );
+        this.shell.set(job.imageRef, hasShell);
+        if (!hasShell) {
+          await this.remove(container.id);
+          shell = false;
+          continue;
+        }
+      }
       const { killRequested } = await hooks.created(container.id);
       const entry: Running = { container, killedBy: null, timedOut: false };
       this.running.set(job.id, entry);

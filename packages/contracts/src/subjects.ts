@@ -221,7 +221,7 @@ export const SUBJECTS = {
     consumers: ['build'],
     description: 'Queue a build of a context tar from the object store (kit contextBucket); replies with the build id.',
   },
-  'build.abort.<id>': {
+  'build.abort': {
     kind: 'request',
     publishers: ['build'],
     consumers: ['build'],
@@ -254,7 +254,7 @@ export const SUBJECTS = {
   'logs.build.<id>': {
     kind: 'log',
     publishers: ['build'],
-    consumers: ['gateway'],
+    consumers: ['gateway', 'process'],
     description: 'Live build output, one message per line: {seq, platform, line}; a final {end: true, result}. Stored durably too.',
   },
   'work.source-cache.request': {
@@ -329,6 +329,57 @@ export const SUBJECTS = {
     consumers: [],
     description: 'An REE process changed status: queued, processing, processed or failed (payload ProcessState in openapi/events.yaml).',
   },
+  'execution.pipeline.run': {
+    kind: 'work',
+    publishers: ['execution'],
+    consumers: ['execution'],
+    description: "Run one submission of a pipeline (ExecutionPipelineRun); stream EXECUTION, durable 'runners'; acked after every job's outcome is stored.",
+  },
+  'execution.job.kill': {
+    kind: 'request',
+    publishers: ['execution'],
+    consumers: ['execution'],
+    description: 'Stop a running job (ExecutionJobKill); core NATS, the worker running it kills its container.',
+  },
+  'logs.job.*': {
+    kind: 'log',
+    publishers: ['execution'],
+    consumers: ['execution', 'gateway'],
+    description: 'Live log lines of a job (JobLogMessage): batches as stored, then an end marker.',
+  },
+  'events.execution.job.state': {
+    kind: 'event',
+    publishers: ['execution'],
+    consumers: [],
+    description: 'A Kabuto job changed state (payload JobState in openapi/events.yaml).',
+  },
+  'events.execution.pipeline.finished': {
+    kind: 'event',
+    publishers: ['execution'],
+    consumers: [],
+    description: 'The last job of a submitted pipeline ended (payload PipelineFinished).',
+  },
 } as const satisfies Record<string, SubjectInfo>;
 
 export type SubjectName = keyof typeof SUBJECTS;
+
+// ---- execution's message payloads ----
+
+/** Work message on `execution.pipeline.run` (JetStream work queue `EXECUTION`): run one submission of a pipeline. */
+export interface ExecutionPipelineRun {
+  pipelineId: number;
+  /** The pipeline's submission counter; a message for an older submission is dropped. */
+  run: number;
+  actor: string | null;
+}
+
+/** Core NATS `execution.job.kill`: whichever worker runs the job stops its container. */
+export interface ExecutionJobKill {
+  jobId: number;
+  by: string;
+}
+
+/** Messages on `logs.job.<id>`: batches of stored lines, then one `end` when the job ends. */
+export type JobLogMessage =
+  | { lines: { id: number; job: number; logline: string }[] }
+  | { end: true; id: number; state: string };

@@ -64,7 +64,9 @@ export interface paths {
          * @description New in Dockyard. Sends the stored lines, then each new line as it arrives, as SSE:
          *     `id: <log_id>`, `event: log`, `data: {"id", "job", "logline"}`; when the job ends, one
          *     `event: end` with `data: {"id": <job_id>, "state": <state>}` and the stream closes.
-         *     `Last-Event-ID` (sent by EventSource on reconnect) resumes after that line.
+         *     `Last-Event-ID` (sent by EventSource on reconnect) resumes after that line. A job not yet
+         *     submitted (`ready`) is followed as well: its lines come once it runs. A comment line
+         *     (`: keep-alive`) every 15 s keeps proxies from closing an idle stream.
          */
         get: operations["streamJobLogs"];
         put?: never;
@@ -161,9 +163,25 @@ export interface paths {
          *     through `/bin/sh -c` when the image has a shell, else split into arguments. Every
          *     `attachments` file is copied to `/inbox/<filename>` before the command starts.
          *
-         *     Beyond Kabuto (all optional): `timeout` (seconds), `memory` (e.g. `512m`), `cpus`
-         *     (e.g. `0.5`), `env` (repeatable `KEY=VALUE`), `network` (default false: no network),
-         *     `retries` (re-runs after a failure). Defaults and maxima are configuration.
+         *     `image_id`: digits are a Kabuto image id, looked up through the build service
+         *     (`build.image.get`); it must be the caller's own (or the caller an admin) and built
+         *     (SUCCESS). Anything else is an image reference (a bare name gets `:latest`) and must match
+         *     the operator's list `DOCKYARD_EXECUTION_IMAGES` (default `dockyard/*`); other references
+         *     are answered "Image not found", as an unknown id is.
+         *
+         *     Beyond Kabuto (all optional): `timeout` (seconds, default 3600), `memory` (e.g. `512m`,
+         *     default 512m, at least 6m), `cpus` (e.g. `0.5`, default 1), `env` (repeatable
+         *     `KEY=VALUE`), `network` (default false: no network), `retries` (re-runs after a failure,
+         *     not after a kill). Defaults and maxima are configuration (`DOCKYARD_EXECUTION_*`).
+         *
+         *     Attachments: at most `DOCKYARD_EXECUTION_MAX_FILES` files (default 32), each at most
+         *     `DOCKYARD_EXECUTION_MAX_FILE_BYTES` (100 MiB) and `DOCKYARD_EXECUTION_MAX_UPLOAD_BYTES`
+         *     (512 MiB) in all; beyond, 413 and nothing is kept. The file name must be a plain name
+         *     (no `/`, `\`, `..`): Dockyard refuses `../x` or `/etc/x` with 400 instead of cutting it
+         *     to its base name as multipart parsers usually do. A zip attachment (recognised by its
+         *     content) is refused with 400 when it expands beyond `DOCKYARD_EXECUTION_MAX_EXPANDED_BYTES`
+         *     (1 GiB; the entries are inflated and counted, not only their declared sizes), has more
+         *     than `DOCKYARD_EXECUTION_MAX_ARCHIVE_ENTRIES` (10000) entries, or unsafe entry names.
          *
          *     Where Dockyard differs: Kabuto answered 200 `{"error": "Pipeline not found"}` /
          *     `{"error": "Image not found"}`; Dockyard answers 404 and 400. Attachment names containing
@@ -261,8 +279,9 @@ export interface paths {
         put?: never;
         /**
          * Run a pipeline's jobs
-         * @description Queues every job of the pipeline (jobs that already ended run again) and answers
-         *     `{"<job_id>": "<state>", ...}` as Kabuto did. Jobs run one after another in pipeline order;
+         * @description Queues every job of the pipeline (jobs that already ended run again; the previous run's
+         *     log lines, results and measurements are dropped) and answers
+         *     `{"<job_id>": "<state>", ...}` as Kabuto did (`{}` for a pipeline without jobs). Jobs run one after another in pipeline order;
          *     when one fails (or is killed), the rest end `failed` with a reason naming it.
          *     Different pipelines run side by side up to the workers' capacity.
          *
@@ -932,8 +951,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Attachments too large */
+            /** @description Attachments too large or too many */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A Kabuto image id could not be looked up (the build service did not answer) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

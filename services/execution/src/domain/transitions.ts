@@ -1,0 +1,35 @@
+import type { Job, PrismaClient, Prisma } from '../generated/prisma/client.js';
+import type { ExecutionEvents } from './events.js';
+import type { JobState } from './views.js';
+
+/**
+ * Moves a job from one of `from` to `to` (with `data`) in one conditional UPDATE, so two writers
+ * (a kill and the worker) never both win, then announces the transition. Returns the job as
+ * stored, or null when it was no longer in one of `from`.
+ */
+export async function transition(
+  prisma: PrismaClient,
+  events: ExecutionEvents,
+  job: Pick<Job, 'id' | 'pipelineId'>,
+  from: JobState[],
+  to: JobState,
+  data: Prisma.JobUpdateManyMutationInput = {},
+  actor: string | null = null,
+): Promise<Job | null> {
+  const before = await prisma.job.findUnique({ where: { id: job.id }, select: { state: true } });
+  if (!before || !from.includes(before.state as JobState)) return null;
+  const [after] = await prisma.job.updateManyAndReturn({ where: { id: job.id, state: before.state }, data: { ...data, state: to } });
+  if (!after) return null;
+  if (before.state !== to) {
+    await events.jobState({
+      actor,
+      jobId: job.id,
+      pipelineId: job.pipelineId,
+      state: to,
+      previousState: before.state as JobState,
+      reason: after.reason,
+      exitCode: after.exitCode,
+    });
+  }
+  return after;
+}

@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import { consumeWorkQueue, json, type NatsConnection, type Subjects } from '@dockyard/kit';
+import type { ExecutionJobKill, ExecutionPipelineRun } from '@dockyard/contracts';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Job, Pipeline, PrismaClient } from '../generated/prisma/client.js';
+import type { ExecutionEvents } from '../domain/events.js';
+import { LogWriter } from '../domain/logs.js';
+import { ContainerRunner, WorkerStopping, type Outcome } from '../domain/runner.js';
+import { transition } from '../domain/transitions.js';
+import { removeCgroup } from '../domain/usage.js';
+import type { JobState } from '../domain/views.js';
+
+export const RUN_SUBJECT = 'execution.pipeline.run';
+export const KILL_SUBJECT = 'execution.job.kill';
+export const GONE = 'The container of this job is gone (its worker stopped while the job ran)';
+
+export interface WorkerOptions {
+  concurrency: number;
+  ackWaitMs: number;
+  engineId: string;
+}
+
+/**
+ * Runs submitted pipelines from the JetStream work queue: one message per submission, so a
+ * pipeline's jobs run one after another in order while different pipelines run side by side (up
+ * to `concurrency`). A message is acknowledged only after every job's outcome is stored; a worker
+ * stopped mid-job leaves it to be redelivered, and the next worker reattaches to the container.
+ */
+export class ExecutionWorker {
+  private readonly abort = new AbortController();
+  /** This worker process, as a lease holder. */
+  private readonly id = randomUUID();
+  private stopConsuming: (() => Promise<void>) | null = null;
+  private killSub: ReturnType<NatsConnection['subscribe']> | null = null;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly nc: NatsConnection,
+    private readonly subjects: Subjects,
+    private readonly events: ExecutionEvents,
+    private readonly runner: ContainerRunner,
+    private readonly log: FastifyBaseLogger,
+    private readonly opts: WorkerOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    this.killSub = this.nc.subscribe(this.subjects.of(KILL_SUBJECT));
+    void (async () => {
+      for await (const m of this.killSub!) {
+        const { jobId, by } = json.decode<ExecutionJobKill>(m.data);
+        const killed = await this.runner.kill(jobId, by);
+        if (m.reply) m.respond(json.encode({ killed }));
+      }
+    })();
+    await this.sweep();
+    this.stopConsuming = await consumeWorkQueue<ExecutionPipelineRun>({
+      nc: this.nc,
+      stream: this.subjects.stream('EXECUTION'),
+      subject: this.subjects.of(RUN_SUBJECT),
+      durable: 'runners',
+      handle: (run) => this.runPipeline(run),
+      log: this.log,
+      ackWaitMs: this.opts.ackWaitMs,
+      concurrency: this.opts.concurrency,
+      maxDeliver: 1000,
+    });
+  }
+
+  /** Stops taking work; running containers are left running for the next worker to reattach. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.killSub?.unsubscribe();
+    await this.stopConsuming?.();
+  }
+
+  /**
+   * On start: a job recorded as running on this engine whose container is gone ends failed (its
+   * worker died and nothing can finish it); containers of jobs that already ended are removed.
+   */
+  private async sweep(): Promise<void> {
+    const containers = await this.runner.containers();
+    const running = await this.prisma.job.findMany({ where: { state: 'running', engineId: this.opts.engineId } });
+    for (const job of running) {
+      if (job.containerId && [...containers.values()].some((c) => c.Id === job.containerId)) continue;
+      await this.finish(job, { state: 'failed', reason: GONE, exitCode: null, usage: { cpu: 0, memory: 0, io: 0 }, resultKey: null });
+    }
+    for (const [jobId, c] of containers) {
+      const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true, containerId: true } });
+      if (!job || job.containerId !== c.Id || ['done', 'failed', 'killed'].includes(job.state)) await this.runner.remove(c.Id);
+    }
+    for (const [jobId, cgroup] of await this.runner.cgroups()) {
+      const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true } });
+      if (!job || !['in_queue', 'running'].includes(job.state)) await removeCgroup(cgroup);
+    }
+  }
+
+  /**
+   * Takes (or renews) the lease on a pipeline's submission. JetStream may hand the same message to
+   * a second worker while the first still runs it (a prefetched message whose ack wait ran out), so
+   * the database decides who runs it; a lease not renewed (its worker died) can be taken over.
+   */
+  private async lease(pipelineId: number, run: number): Promise<boolean> {
+    const n = await this.prisma.$executeRaw`
+      UPDATE pipelines SET lease_owner = ${this.id}, lease_until = now() + ${this.opts.ackWaitMs}::int * interval '1 millisecond'
+      WHERE id = ${pipelineId} AND run = ${run} AND (lease_owner IS NULL OR lease_owner = ${this.id} OR lease_until < now())`;
+    return n === 1;
+  }
+
+  private async runPipeline(run: ExecutionPipelineRun): Promise<void> {
+    let pipeline;
+    for (;;) {
+      pipeline = await this.prisma.pipeline.findUnique({ where: { id: run.pipelineId } });
+      // Deleted, submitted again since, or already finished: this message is stale.
+      if (!pipeline || pipeline.run !== run.run || pipeline.finishedRun >= run.run) return;
+      if (await this.lease(pipeline.id, run.run)) break;
+      if (this.abort.signal.aborted) throw new WorkerStopping();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const renew = setInterval(() => void this.lease(run.pipelineId, run.run).catch(() => undefined), Math.max(500, this.opts.ackWaitMs / 3));
+    try {
+      await this.runJobs(pipeline, run);
+    } finally {
+      clearInterval(renew);
+      await this.prisma.pipeline.updateMany({ where: { id: run.pipelineId, leaseOwner: this.id }, data: { leaseOwner: null, leaseUntil: null } });
+    }
+  }
+
+  private async runJobs(pipeline: Pipeline, run: ExecutionPipelineRun): Promise<void> {
+    const ids = await this.prisma.job.findMany({ where: { pipelineId: pipeline.id }, orderBy: { position: 'asc' }, select: { id: true } });
+    let blocker: Job | null = null;
+    const states: Record<string, JobState> = {};
+    // Containers are removed while the next job starts; all are gone before the pipeline is announced finished.
+    const removals: Promise<void>[] = [];
+    for (const { id } of ids) {
+      if (this.abort.signal.aborted) throw new WorkerStopping();
+      let job = await this.prisma.job.findUnique({ where: { id } });
+      if (!job || job.state === 'ready') continue; // added after the submission: not part of this run
+      if (blocker && job.state === 'in_queue') {
+        const what = blocker.state === 'killed' ? 'was killed' : 'failed';
+        job = (await transition(this.prisma, this.events, job, ['in_queue'], 'failed', {
+          reason: `Job ${blocker.id} earlier in the pipeline ${what}${blocker.reason ? ` (${blocker.reason})` : ''}`,
+          finishedAt: new Date(),
+        })) ?? job;
+      } else if (job.state === 'in_queue' || job.state === 'running') {
+        job = await this.runJob(job, removals);
+      }
+      const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id } });
+      states[String(id)] = fresh.state as JobState;
+      if (!blocker && (fresh.state === 'failed' || fresh.state === 'killed')) blocker = fresh;
+    }
+    await Promise.allSettled(removals);
+    if (Object.keys(states).length) {
+      await this.events.pipelineFinished({ actor: run.actor, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states });
+    }
+    await this.prisma.pipeline.updateMany({ where: { id: pipeline.id, run: run.run }, data: { finishedRun: run.run } });
+  }
+
+  /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */
+  private async runJob(job: Job, removals: Promise<void>[]): Promise<Job> {
+    const signal = this.abort.signal;
+    let outcome: Outcome;
+    if (job.state === 'running') {
+      outcome = (await this.runner.reattach(job, signal)) ?? { state: 'failed', reason: GONE, exitCode: null, usage: { cpu: 0, memory: 0, io: 0 }, resultKey: null };
+    } else {
+      let attempt = 0;
+      for (;;) {
+        let current = job;
+        outcome = await this.runner.run(current, signal, {
+          // One round trip: the container, and how many lines came before it (skipped on reattach).
+          created: async (containerId) => {
+            const [row] = await this.prisma.$queryRaw<{ kill_requested: string | null }[]>`
+              UPDATE jobs SET container_id = ${containerId}, engine_id = ${this.opts.engineId},
+                log_base = (SELECT count(*)::int FROM job_logs WHERE job_id = ${job.id})
+              WHERE id = ${job.id} RETURNING kill_requested`;
+            return { killRequested: row?.kill_requested ?? null };
+          },
+          started: async () => {
+            const now = await this.prisma.job.findUniqueOrThrow({ where: { id: job.id }, select: { state: true } });
+            if (now.state === 'running') return true; // a retry
+            const moved = await transition(this.prisma, this.events, job, ['in_queue'], 'running', { startedAt: new Date(), reason: null });
+            if (moved) current = moved;
+            return moved !== null;
+          },
+        });
+        if (outcome.state !== 'failed' || attempt >= job.retries) break;
+        attempt++;
+        const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+        if (fresh.killRequested || fresh.state !== 'running') break;
+        const note = new LogWriter(this.prisma, this.nc, this.subjects, job.id);
+        note.write(`[dockyard] attempt ${attempt} failed: ${outcome.reason}; retrying (${job.retries - attempt + 1} left)`);
+        await note.flush();
+        if (fresh.containerId) await this.runner.remove(fresh.containerId);
+        job = { ...fresh, containerId: null };
+      }
+    }
+    return this.finish(job, outcome, removals);
+  }
+
+  /** Stores a job's outcome, tells followers its log ended, then removes its container. */
+  private async finish(job: Job, outcome: Outcome, removals?: Promise<void>[]): Promise<Job> {
+    const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+    const stored = await transition(
+      this.prisma,
+      this.events,
+      fresh,
+      ['in_queue', 'running'],
+      outcome.state,
+      {
+        reason: outcome.reason,
+        exitCode: outcome.exitCode,
+        usedCpu: outcome.usage.cpu,
+        usedMemory: BigInt(Math.round(outcome.usage.memory)),
+        usedIo: BigInt(Math.round(outcome.usage.io)),
+        resultKey: outcome.resultKey,
+        finishedAt: new Date(),
+      },
+      outcome.state === 'killed' ? fresh.killRequested : null,
+    );
+    const final = stored ?? fresh;
+    new LogWriter(this.prisma, this.nc, this.subjects, job.id).end(final.state);
+    if (final.containerId) {
+      const removed = this.runner.remove(final.containerId);
+      if (removals) removals.push(removed);
+      else await removed;
+    }
+    return final;
+  }
+}

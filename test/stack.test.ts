@@ -3,12 +3,30 @@
  * on embedded PGlite and the gateway, and the gateway's /readyz reports all six ready. Runs on its
  * own ports, run dir, data dir and NATS prefix, so a stack already running here is left alone.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import net from 'node:net';
 import { infra } from '@dockyard/kit/testing';
+
+/** Polls `check` until it returns a value; fails after `ms`. */
+async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 150_000): Promise<T> {
+  for (const deadline = Date.now() + ms; ; await new Promise((r) => setTimeout(r, 300))) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
@@ -28,8 +46,13 @@ describe('make up: the whole platform on one machine', () => {
     DOCKYARD_GATEWAY_HOST: '127.0.0.1',
     DOCKYARD_NATS_PREFIX: `stack${process.pid}.`,
     DOCKYARD_SEED_TEST_USERS: '1',
+    // The ECR flow below submits from a git daemon on this machine.
+    DOCKYARD_GIT_ALLOW: '127.0.0.1',
   };
+  const base = `http://127.0.0.1:${gatewayPort}`;
+  let daemon: ChildProcess | undefined;
   afterAll(async () => {
+    daemon?.kill();
     await run(path.join(root, 'deploy/local/stack.sh'), ['down'], { env }).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -38,7 +61,6 @@ describe('make up: the whole platform on one machine', () => {
     const { stdout } = await run(path.join(root, 'deploy/local/stack.sh'), ['up'], { env, timeout: 170_000 });
     expect(stdout).toContain(`Dockyard is up: http://127.0.0.1:${gatewayPort}`);
     const token = /Admin token:\s+(\S+)/.exec(stdout)![1];
-    const base = `http://127.0.0.1:${gatewayPort}`;
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
     const { checks } = (await ready.json()) as { checks: Record<string, { ok: boolean }> };
@@ -58,4 +80,79 @@ describe('make up: the whole platform on one machine', () => {
       ]),
     );
   }, 180_000);
+
+  // The services working together through the gateway, as a client of the original APIs would.
+  it('Kabuto: builds an image from a Dockerfile, then runs a job in it with /inbox and /outbox', async () => {
+    const headers = { authorization: 'sage testuser_token' };
+    const dockerfile = 'FROM dockyard/busybox:latest\nRUN echo built-by-dockyard > /stamp\n';
+    const image = await fetch(`${base}/image`, { method: 'POST', headers, body: new URLSearchParams({ name: 'e2e', dockerfile }) });
+    expect(image.status).toBe(200);
+    const { build_id } = (await image.json()) as { build_id: string };
+    const built = await until(async () => {
+      const state = (await (await fetch(`${base}/image/build/${build_id}`, { headers })).json()) as { state: string; id?: string; error?: string };
+      return state.state === 'PENDING' ? undefined : state;
+    }, 'image build');
+    expect(built).toMatchObject({ state: 'SUCCESS' });
+
+    const { id: pipeline } = (await (await fetch(`${base}/pipeline`, { method: 'POST', headers, body: new URLSearchParams({ name: 'e2e' }) })).json()) as { id: string };
+    const form = new FormData();
+    form.set('command', 'cat /stamp /inbox/file1 > /outbox/out.txt');
+    form.set('image_id', String(built.id));
+    form.set('attachments', new Blob(['from the inbox\n']), 'file1');
+    const job = await fetch(`${base}/pipeline/${pipeline}/job`, { method: 'POST', headers, body: form });
+    expect(job.status).toBe(200);
+    const { id: jobId } = (await job.json()) as { id: string };
+    expect((await fetch(`${base}/pipeline/${pipeline}/submit`, { method: 'POST', headers })).status).toBe(200);
+    const finished = await until(async () => {
+      const body = (await (await fetch(`${base}/pipeline/${pipeline}/job/${jobId}`, { headers })).json()) as Record<string, { state: string }>;
+      const state = body[String(jobId)].state;
+      return ['done', 'failed', 'killed'].includes(state) ? state : undefined;
+    }, 'job');
+    expect(finished).toBe('done');
+    const zip = Buffer.from(await (await fetch(`${base}/pipeline/${pipeline}/job/${jobId}?result`, { headers })).arrayBuffer());
+    writeFileSync(path.join(dir, 'result.zip'), zip);
+    const { stdout } = await run('unzip', ['-p', path.join(dir, 'result.zip'), 'out.txt']);
+    expect(stdout).toBe('built-by-dockyard\nfrom the inbox\n');
+    // Another user sees nothing of it.
+    expect((await fetch(`${base}/pipeline/${pipeline}`, { headers: { authorization: 'sage testuser2_token' } })).status).toBe(404);
+  }, 240_000);
+
+  it('ECR: submits an app from git, builds it with the recorded commit and reports the build', async () => {
+    const repos = path.join(dir, 'git');
+    const work = path.join(repos, 'hello');
+    mkdirSync(work, { recursive: true });
+    writeFileSync(path.join(work, 'Dockerfile'), 'FROM dockyard/busybox:latest\nARG GREETING\nRUN echo "$GREETING" > /greeting\n');
+    const git = (...args: string[]) => run('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args]);
+    await git('init', '-q', '-b', 'main');
+    await git('add', '.');
+    await git('commit', '-q', '-m', 'hello');
+    const port = await freePort();
+    daemon = spawn('git', ['daemon', '--reuseaddr', `--base-path=${repos}`, '--export-all', `--port=${port}`, '--listen=127.0.0.1', repos], { stdio: 'ignore' });
+    await until(async () => ((await run('git', ['ls-remote', `git://127.0.0.1:${port}/hello`]).catch(() => null)) ? true : undefined), 'git daemon', 20_000);
+
+    const headers = { authorization: 'sage testuser_token' };
+    const app = {
+      description: 'end to end',
+      source: { url: `git://127.0.0.1:${port}/hello`, branch: 'main', build_args: { GREETING: 'hi' }, architectures: ['linux/amd64'] },
+    };
+    const submitted = await fetch(`${base}/apps/e2e/hello/1.0`, { method: 'POST', headers, body: JSON.stringify(app) });
+    expect(submitted.status).toBe(200);
+    expect(await submitted.json()).toMatchObject({ namespace: 'e2e', name: 'hello', version: '1.0', owner: 'testuser' });
+    // Private until granted: another user is refused in ECR's words.
+    const other = await fetch(`${base}/apps/e2e/hello/1.0`, { headers: { authorization: 'sage testuser2_token' } });
+    expect(other.status).toBe(401);
+    expect(await other.json()).toEqual({ error: 'Not authorized. (User testuser2 does not have permission READ for repository e2e/hello)' });
+
+    const queued = await fetch(`${base}/builds/e2e/hello/1.0`, { method: 'POST', headers });
+    expect(queued.status).toBe(200);
+    expect(await queued.json()).toMatchObject({ build_number: 1 });
+    const build = await until(async () => {
+      const b = (await (await fetch(`${base}/builds/e2e/hello/1.0`, { headers })).json()) as { building: boolean; result: string | null; image?: string };
+      return b.building ? undefined : b;
+    }, 'ECR build');
+    expect(build).toMatchObject({ result: 'SUCCESS', number: 1 });
+    expect(build.image).toContain('e2e/hello:1.0');
+    const log = await (await fetch(`${base}/builds/e2e/hello/1.0/logs`, { headers })).text();
+    expect(log).toMatch(/Successfully built|Step 3\/3/);
+  }, 240_000);
 });

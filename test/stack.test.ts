@@ -3,13 +3,12 @@
  * on embedded PGlite and the gateway, and the gateway's /readyz reports all six ready. Runs on its
  * own ports, run dir, data dir and NATS prefix, so a stack already running here is left alone.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import net from 'node:net';
-import { infra } from '@dockyard/kit/testing';
+import { gitDaemon, infra } from '@dockyard/kit/testing';
 
 /** Polls `check` until it returns a value; fails after `ms`. */
 async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 150_000): Promise<T> {
@@ -20,13 +19,6 @@ async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
@@ -50,9 +42,9 @@ describe('make up: the whole platform on one machine', () => {
     DOCKYARD_GIT_ALLOW: '127.0.0.1',
   };
   const base = `http://127.0.0.1:${gatewayPort}`;
-  let daemon: ChildProcess | undefined;
+  let daemon: Awaited<ReturnType<typeof gitDaemon>> | undefined;
   afterAll(async () => {
-    daemon?.kill();
+    daemon?.stop();
     await run(path.join(root, 'deploy/local/stack.sh'), ['down'], { env }).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -126,14 +118,12 @@ describe('make up: the whole platform on one machine', () => {
     await git('init', '-q', '-b', 'main');
     await git('add', '.');
     await git('commit', '-q', '-m', 'hello');
-    const port = await freePort();
-    daemon = spawn('git', ['daemon', '--reuseaddr', `--base-path=${repos}`, '--export-all', `--port=${port}`, '--listen=127.0.0.1', repos], { stdio: 'ignore' });
-    await until(async () => ((await run('git', ['ls-remote', `git://127.0.0.1:${port}/hello`]).catch(() => null)) ? true : undefined), 'git daemon', 20_000);
+    daemon = await gitDaemon(repos);
 
     const headers = { authorization: 'sage testuser_token' };
     const app = {
       description: 'end to end',
-      source: { url: `git://127.0.0.1:${port}/hello`, branch: 'main', build_args: { GREETING: 'hi' }, architectures: ['linux/amd64'] },
+      source: { url: daemon.url('hello'), branch: 'main', build_args: { GREETING: 'hi' }, architectures: ['linux/amd64'] },
     };
     const submitted = await fetch(`${base}/apps/e2e/hello/1.0`, { method: 'POST', headers, body: JSON.stringify(app) });
     expect(submitted.status).toBe(200);

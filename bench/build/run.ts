@@ -20,13 +20,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectNats, identitySigner, IDENTITY_HEADER, ANONYMOUS } from '@dockyard/kit';
-import { testEnv } from '@dockyard/kit/testing';
+import { testEnv, freePort } from '@dockyard/kit/testing';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 5);
@@ -39,14 +38,6 @@ const prefix = run.env.DOCKYARD_NATS_PREFIX;
 const secret = run.env.DOCKYARD_INTERNAL_SECRET;
 const tmp = run.dataDir;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const dockerfile = (variant: string) => `FROM dockyard/busybox:latest\nLABEL bench=${runId}\nRUN echo ${variant} > /variant.txt\nCMD ["cat", "/variant.txt"]\n`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -38,6 +38,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '@dockyard/kit/testing';
 
 // ------------------------------------------------------------------------------------ settings
 
@@ -155,17 +156,6 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls `check` until it returns true; fails early with the log tail if `proc` died. */
 async function waitUntil(what: string, proc: Proc, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {

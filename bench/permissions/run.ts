@@ -30,13 +30,12 @@
 import autocannon from 'autocannon';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IDENTITY_HEADER, PermissionsClient, Subjects, connectNats, identitySigner, request, type Identity } from '@dockyard/kit';
-import { testEnv } from '@dockyard/kit/testing';
+import { testEnv, freePort } from '@dockyard/kit/testing';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const knob = (name: string, fallback: number) => {
@@ -92,16 +91,6 @@ async function waitHealthy(proc: Proc, url: string): Promise<void> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // ------------------------------------------------------------------------------------ CPU accounting
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SERVICE_NAMES } from '@dockyard/contracts';
 import { IDENTITY_HEADER } from '@dockyard/kit';
-import { testEnv, type TestEnv } from '@dockyard/kit/testing';
+import { testEnv, type TestEnv, freePort } from '@dockyard/kit/testing';
 import { upstreamVariable } from '../src/config.js';
 
 const MiB = 1024 * 1024;
@@ -32,13 +32,6 @@ function sampleRss(pid: number) {
   };
 }
 
-async function freePort(): Promise<number> {
-  const server = http.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 describe('gateway streams large bodies both ways with flat memory', () => {
   let env: TestEnv;

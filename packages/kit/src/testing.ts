@@ -2,8 +2,10 @@
  * Helpers for integration tests: every run gets its own database schemas, NATS subject prefix and
  * data directory, so runs (and parallel test files) never collide, and cleans up after itself.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -63,4 +65,40 @@ export function testEnv(): TestEnv {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A TCP port free on 127.0.0.1 right now (for servers a test or benchmark starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on 127.0.0.1:`port`; fails after `ms`. */
+export async function waitForPort(port: number, ms = 20_000): Promise<void> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (up) return;
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+}
+
+/** `git daemon` serving every repository under `base` (read-only, all exported) on a free local port. */
+export async function gitDaemon(base: string): Promise<{ port: number; url: (repo: string) => string; stop: () => void; child: ChildProcess }> {
+  mkdirSync(base, { recursive: true });
+  const port = await freePort();
+  const child = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${base}`, `--port=${port}`, '--listen=127.0.0.1', base], { stdio: 'ignore' });
+  await waitForPort(port);
+  return { port, url: (repo) => `git://127.0.0.1:${port}/${repo}`, stop: () => child.kill(), child };
 }

@@ -1,39 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { run } from './helpers.js';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
-
-/** `git daemon` serving every repository under `base` on a free local port. */
-export async function gitDaemon(base: string): Promise<{ url: (repo: string) => string; stop: () => void; child: ChildProcess }> {
-  const port = await freePort();
-  await mkdir(base, { recursive: true });
-  const child = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${base}`, `--port=${port}`, '--listen=127.0.0.1', base], { stdio: 'ignore' });
-  for (let i = 0; ; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (i > 100) throw new Error('git daemon did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url: (repo) => `git://127.0.0.1:${port}/${repo}`, stop: () => child.kill(), child };
-}
+export { gitDaemon } from '@dockyard/kit/testing';
 
 const git = (cwd: string, ...args: string[]) =>
   run('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.org', '-c', 'init.defaultBranch=main', ...args], { cwd });

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { request } from '@dockyard/kit';
-import { testEnv, type TestEnv } from '@dockyard/kit/testing';
+import { testEnv, type TestEnv, freePort } from '@dockyard/kit/testing';
 import type { ResourceRef } from '@dockyard/contracts';
 import { buildPermissionsApp } from '../src/app.js';
 import { loadPermissionsConfig } from '../src/config.js';
@@ -25,13 +25,6 @@ const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../../..');
 const SERVICE = 'dockyard-registry';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const basic = (login: string, password: string) => `Basic ${Buffer.from(`${login}:${password}`).toString('base64')}`;
 const claimsOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());

@@ -7,6 +7,7 @@ import { request, parseGitPolicy } from '@dockyard/kit';
 import type { RegistryAppGetReply } from '@dockyard/contracts';
 import { SourceFetcher } from '../src/domain/source.js';
 import { appDoc, startHarness, user, type Harness } from './harness.js';
+import { freePort, waitForPort } from '@dockyard/kit/testing';
 
 /** Local git repositories served by `git daemon` on a free port of 127.0.0.1 (allowed by DOCKYARD_GIT_ALLOW here). */
 const ICON = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 74, 70, 73, 70, 0, 1, 2, 3, 4, 5]);
@@ -19,31 +20,7 @@ function git(cwd: string, ...args: string[]): string {
   }).trim();
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`git daemon did not listen on ${port}`);
-}
 
 describe('submit from git (git daemon on 127.0.0.1; branch, tag, submodule, derived version, ecr-meta)', () => {
   let h: Harness;

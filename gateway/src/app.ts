@@ -66,7 +66,7 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
   // A revoked token stops working at once on every gateway, not after the cache expires.
   const revoked = nc.subscribe(subjects.of('events.permissions.token.revoked'));
   void (async () => {
-    for await (const msg of revoked) resolver.forget(`token:${json.decode<{ tokenHash: string }>(msg.data).tokenHash}`);
+    for await (const msg of revoked) resolver.forgetToken(json.decode<{ tokenHash: string }>(msg.data).tokenHash);
   })();
 
   const jwtKey = config.DOCKYARD_JWT_PUBLIC_KEY ?? config.DOCKYARD_JWT_SECRET;

@@ -47,14 +47,24 @@ export class CredentialResolver {
   private readonly signed = new WeakMap<Identity, Resolved>();
   private anonymous: Resolved | null = null;
   private readonly keys = new LRUCache<string, string>({ max: 10_000 });
+  // Basic credentials whose password may be an API token (`docker login`), by sha256 of the
+  // password: a revoked token must drop them too, not only its `token:` entry.
+  private readonly basicByPassword = new LRUCache<string, Set<string>>({ max: 10_000 });
 
   constructor(private readonly opts: ResolverOptions) {
     this.cache = new LRUCache({ max: 50_000, ttl: Math.max(1, opts.ttlMs), ttlAutopurge: false });
   }
 
-  /** Drops a credential (e.g. on a token.revoked event). */
+  /** Drops a credential. */
   forget(key: string): void {
     this.cache.delete(key);
+  }
+
+  /** A token was revoked (`tokenHash` = sha256 of its secret): drop it, and Basic logins that used it as password. */
+  forgetToken(tokenHash: string): void {
+    this.cache.delete(`token:${tokenHash}`);
+    for (const key of this.basicByPassword.get(tokenHash) ?? []) this.cache.delete(key);
+    this.basicByPassword.delete(tokenHash);
   }
 
   clear(): void {
@@ -80,7 +90,14 @@ export class CredentialResolver {
       this.pending.set(key, inflight);
     }
     const entry = await inflight;
-    if (this.opts.ttlMs > 0) this.cache.set(key, entry, 'identity' in entry ? undefined : { ttl: Math.min(this.opts.ttlMs, 1000) });
+    if (this.opts.ttlMs > 0) {
+      this.cache.set(key, entry, 'identity' in entry ? undefined : { ttl: Math.min(this.opts.ttlMs, 1000) });
+      if (credential.scheme === 'basic' && 'identity' in entry) {
+        const passwordHash = sha256(credential.password);
+        const keys = this.basicByPassword.get(passwordHash) ?? new Set<string>();
+        this.basicByPassword.set(passwordHash, keys.add(key));
+      }
+    }
     return this.answer(entry);
   }
 

@@ -4,11 +4,21 @@
  * own ports, run dir, data dir and NATS prefix, so a stack already running here is left alone.
  */
 import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gitDaemon, infra } from '@dockyard/kit/testing';
+
+/** An internal identity token made by hand (HS256), to show services refuse forged and expired ones. */
+function internalToken(secret: string, expiresInS: number): string {
+  const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const idn = { id: 'u-x', login: 'admin', admin: true, approved: true, groups: [], roles: [] };
+  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ idn, iss: 'dockyard-gateway', iat: now, exp: now + expiresInS })}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
 
 /** Polls `check` until it returns a value; fails after `ms`. */
 async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 150_000): Promise<T> {
@@ -145,4 +155,18 @@ describe('make up: the whole platform on one machine', () => {
     const log = await (await fetch(`${base}/builds/e2e/hello/1.0/logs`, { headers })).text();
     expect(log).toMatch(/Successfully built|Step 3\/3/);
   }, 240_000);
+
+  it('services refuse a request that did not come through the gateway: no, forged or expired identity token', async () => {
+    const secret = readFileSync(path.join(dir, 'run/internal-secret'), 'utf8').trim();
+    const portBase = gatewayPort + 100;
+    const protectedPaths = ['/auth/whoami', '/apps', '/image', '/pipeline', '/api/v1/requests', '/api/process'];
+    const tokens = { none: null, forged: internalToken('not-the-secret', 60), expired: internalToken(secret, -120), valid: internalToken(secret, 60) };
+    for (const [i, url] of protectedPaths.entries()) {
+      for (const [kind, token] of Object.entries(tokens)) {
+        const res = await fetch(`http://127.0.0.1:${portBase + i + 1}${url}`, { headers: token ? { 'x-dockyard-identity': token } : {} });
+        // A valid token proves the port and path are right, so the refusals are about the token.
+        expect({ url, kind, status: res.status }).toEqual({ url, kind, status: kind === 'valid' ? 200 : 401 });
+      }
+    }
+  });
 });

@@ -128,6 +128,14 @@ export interface BuildRequestRequest {
 export interface BuildRequestReply {
   buildId: string;
 }
+/** Cancel a build asked for with build.request: a queued one ends ABORTED at once, a running one is stopped. */
+export interface BuildCancelRequest {
+  buildId: string;
+}
+/** The build's state after the cancel (null when there is no such build). */
+export interface BuildCancelReply {
+  state: string | null;
+}
 
 interface SubjectInfo {
   kind: 'request' | 'event' | 'work' | 'log';
@@ -146,6 +154,7 @@ export interface RequestSubjects {
   'registry.app.get': { request: RegistryAppGetRequest; reply: RegistryAppGetReply };
   'build.image.get': { request: BuildImageGetRequest; reply: BuildImageGetReply };
   'build.request': { request: BuildRequestRequest; reply: BuildRequestReply };
+  'build.cancel': { request: BuildCancelRequest; reply: BuildCancelReply };
 }
 
 export const SUBJECTS = {
@@ -220,6 +229,12 @@ export const SUBJECTS = {
     publishers: ['process'],
     consumers: ['build'],
     description: 'Queue a build of a context tar from the object store (kit contextBucket); replies with the build id.',
+  },
+  'build.cancel': {
+    kind: 'request',
+    publishers: ['process'],
+    consumers: ['build'],
+    description: 'Cancel a build asked for with build.request, queued or running; replies with its state then.',
   },
   'build.abort': {
     kind: 'request',

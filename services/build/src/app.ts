@@ -11,7 +11,15 @@ import {
   serviceDataDir,
   type OpenApiDocument,
 } from '@dockyard/kit';
-import { loadDocument, type BuildImageGetReply, type BuildImageGetRequest, type BuildRequestReply, type BuildRequestRequest } from '@dockyard/contracts';
+import {
+  loadDocument,
+  type BuildCancelReply,
+  type BuildCancelRequest,
+  type BuildImageGetReply,
+  type BuildImageGetRequest,
+  type BuildRequestReply,
+  type BuildRequestRequest,
+} from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { BuildConfig } from './config.js';
 import { Builds } from './domain/builds.js';
@@ -70,6 +78,18 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
     app.nats,
     app.subjects.of('build.request'),
     async (req) => ({ buildId: (await requestBuild(builds, req)).id }),
+    app.log,
+  );
+  // Another service no longer needs a build it asked for: a queued one ends ABORTED at once, a running one is stopped.
+  serveRequests<BuildCancelRequest, BuildCancelReply>(
+    app.nats,
+    app.subjects.of('build.cancel'),
+    async ({ buildId }) => {
+      const build = typeof buildId === 'string' ? await prisma.build.findUnique({ where: { id: buildId } }) : null;
+      if (!build) return { state: null };
+      if (build.state === 'QUEUED' || build.state === 'BUILDING') await builds.abort(build);
+      return { state: (await prisma.build.findUniqueOrThrow({ where: { id: buildId } })).state };
+    },
     app.log,
   );
 

@@ -4,7 +4,7 @@ import tar from 'tar-stream';
 import type { FastifyInstance } from 'fastify';
 import { connectNats, json, putBuildContext, request, Subjects } from '@dockyard/kit';
 import { testEnv, type TestEnv } from '@dockyard/kit/testing';
-import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
+import type { BuildCancelReply, BuildCancelRequest, BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
 import { buildEnded, collect, docker, dropStreams, removeImages, startBuild, waitFor } from './helpers.js';
 
 type Entry = { name: string; text?: string; type?: 'symlink' | 'file'; linkname?: string };
@@ -90,6 +90,19 @@ describe('The build worker: build.request contexts, recovery from a stopped work
       owner: 'x',
     });
     expect(await buildEnded(app, buildId)).toMatchObject({ state: 'FAILURE', error: 'The build context never-put is not in the object store' });
+  });
+
+  it('cancels builds for the service that asked (build.cancel): a queued one at once, a running one stopped', async () => {
+    const cancel = (buildId: string) => request<BuildCancelRequest, BuildCancelReply>(app.nats, app.subjects.of('build.cancel'), { buildId });
+    const running = await ask('ctx-cancel-running', [{ name: 'Dockerfile', text: `${from()}RUN echo started && sleep 30\n` }]);
+    await waitFor(async () => ((await logText(running.buildId)).includes('started') ? true : undefined), 60_000, 'build running');
+    // One build at a time here: the second waits in the queue.
+    const queued = await ask('ctx-cancel-queued', [{ name: 'Dockerfile', text: `${from()}RUN echo never\n` }]);
+    expect(await cancel(queued.buildId)).toEqual({ state: 'ABORTED' });
+    await cancel(running.buildId);
+    expect(await buildEnded(app, running.buildId, 30_000)).toMatchObject({ state: 'ABORTED' });
+    expect(await logText(queued.buildId)).not.toContain('never');
+    expect(await cancel('no-such-build')).toEqual({ state: null });
   });
 
   it('retries a build whose worker stopped mid-build, then gives up with the reason; enforces the time limit', async () => {

@@ -55,8 +55,8 @@ export async function buildThroughService(
     for (const e of early.splice(0)) if (e.id === buildId) o.line(e.line);
     return await new Promise<BuildOutcome>((resolve) => {
       const onAbort = () => {
-        // Stop the build if a worker runs it (the build service's own abort broadcast).
-        nc.publish(subjects.of('build.abort'), json.encode({ buildId }));
+        // The build is no longer wanted: queued, it ends ABORTED; running, its worker stops it.
+        void request(nc, subjects.of('build.cancel'), { buildId }).catch(() => undefined);
         resolve({ buildId: buildId!, result: 'TIMEOUT', error: 'aborted' });
       };
       if (o.signal.aborted) return onAbort();

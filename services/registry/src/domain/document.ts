@@ -1,5 +1,6 @@
 import { isScalar, parseDocument as parseYamlDocument } from 'yaml';
 import { HttpError, badRequest } from '@dockyard/kit';
+import type { RegistryApp } from '@dockyard/contracts';
 
 /** The largest app document accepted (ECR's limit). */
 export const MAX_DOCUMENT_BYTES = 32 * 1024;
@@ -27,17 +28,8 @@ const TOP_LEVEL = [
 const STRING_FIELDS = ['keywords', 'authors', 'collaborators', 'homepage', 'funding', 'license', 'depends_on', 'baseCommand', 'arguments'] as const;
 const SOURCE_FIELDS = ['url', 'branch', 'tag', 'directory', 'dockerfile', 'build_args', 'architectures', 'name', 'git_commit'] as const;
 
-export interface AppSource {
-  url: string;
-  branch?: string;
-  tag?: string;
-  directory?: string;
-  dockerfile: string;
-  build_args: Record<string, string>;
-  architectures: string[];
-  name?: string;
-  git_commit?: string;
-}
+/** An app's `source` block as stored (the contract the build service reads through registry.app.get). */
+export type AppSource = RegistryApp['source'];
 
 export interface AppInput {
   id: string;

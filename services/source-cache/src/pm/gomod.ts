@@ -4,7 +4,7 @@ import path from 'node:path';
 import yauzl from 'yauzl';
 import { ChecksumError } from '../domain/cache.js';
 import type { BundleFile, Dependency, PackageResult } from '../domain/types.js';
-import { mapLimit, PmError, type PackageManager } from './types.js';
+import { mapLimit, PmError, readPackageFile, type PackageManager } from './types.js';
 
 /** The module proxy's case encoding: every upper-case letter becomes `!` + its lower case. */
 export const escapeModule = (s: string) => s.replace(/[A-Z]/g, (c) => `!${c.toLowerCase()}`);
@@ -149,12 +149,7 @@ export const gomod: PackageManager = async (ctx) => {
 
   for (const rel of ctx.paths) {
     const dir = path.join(ctx.appDir, rel);
-    let goModText: string;
-    try {
-      goModText = await readFile(path.join(dir, 'go.mod'), 'utf8');
-    } catch {
-      throw new PmError(`The gomod package at "${rel}" has no go.mod`);
-    }
+    const goModText = await readPackageFile(dir, 'go.mod', 'gomod', rel);
     const name = moduleName(goModText);
     if (!name) throw new PmError(`The go.mod at "${rel}" has no module directive`);
     let sum: SumLine[] = [];

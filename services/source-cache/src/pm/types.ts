@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { ArtifactCache } from '../domain/cache.js';
 import type { BundleFile, ConfigFile, EnvVar, PackageResult } from '../domain/types.js';
 
@@ -32,6 +34,15 @@ export type PackageManager = (ctx: PmContext) => Promise<PmResult>;
 
 /** A package manager's error that fails the request with its message as the reason. */
 export class PmError extends Error {}
+
+/** The text of a package's manifest or lock file; a missing one fails the request naming it. */
+export async function readPackageFile(dir: string, file: string, pm: string, rel: string): Promise<string> {
+  try {
+    return await readFile(path.join(dir, file), 'utf8');
+  } catch {
+    throw new PmError(`The ${pm} package at "${rel}" has no ${file}`);
+  }
+}
 
 export const b64 = (s: string) => Buffer.from(s).toString('base64');
 

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { ChecksumError, verifySri, type Digests } from '../domain/cache.js';
 import type { BundleFile, Dependency, PackageResult } from '../domain/types.js';
 import { NPM_NAME, tarballPath } from './npm.js';
-import { b64, PmError, type PackageManager, type PmContext } from './types.js';
+import { b64, PmError, readPackageFile, type PackageManager, type PmContext } from './types.js';
 
 interface Locked {
   name: string;
@@ -92,12 +92,7 @@ export const yarn: PackageManager = async (ctx) => {
   const registry = ctx.upstreams.npm.replace(/\/$/, '');
   for (const rel of ctx.paths) {
     const dir = path.join(ctx.appDir, rel);
-    let text: string;
-    try {
-      text = await readFile(path.join(dir, 'yarn.lock'), 'utf8');
-    } catch {
-      throw new PmError(`The yarn package at "${rel}" has no yarn.lock`);
-    }
+    const text = await readPackageFile(dir, 'yarn.lock', 'yarn', rel);
     const pkg = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8').catch(() => '{}')) as { name?: string; version?: string };
     const berry = /^__metadata:/m.test(text);
     let locked: Locked[];

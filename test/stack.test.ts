@@ -5,11 +5,10 @@
  */
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { gitDaemon, infra } from '@dockyard/kit/testing';
+import { gitDaemon, startStack, until, type Stack } from '@dockyard/kit/testing';
 
 /** An internal identity token made by hand (HS256), to show services refuse forged and expired ones. */
 function internalToken(secret: string, expiresInS: number): string {
@@ -20,49 +19,23 @@ function internalToken(secret: string, expiresInS: number): string {
   return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
-/** Polls `check` until it returns a value; fails after `ms`. */
-async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 150_000): Promise<T> {
-  for (const deadline = Date.now() + ms; ; await new Promise((r) => setTimeout(r, 300))) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-  }
-}
-
-
 const run = promisify(execFile);
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 
 describe('make up: the whole platform on one machine', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'dockyard-stack-'));
-  const gatewayPort = 18000 + Math.floor(Math.random() * 1000);
-  const env = {
-    ...process.env,
-    NODE_OPTIONS: '',
-    DATABASE_URL: '',
-    DOCKYARD_NATS_URL: infra().natsUrl,
-    DOCKYARD_RUN_DIR: path.join(dir, 'run'),
-    DOCKYARD_DATA_DIR: path.join(dir, 'data'),
-    DOCKYARD_STACK_PORT_BASE: String(gatewayPort + 100),
-    DOCKYARD_GATEWAY_PORT: String(gatewayPort),
-    DOCKYARD_GATEWAY_HOST: '127.0.0.1',
-    DOCKYARD_NATS_PREFIX: `stack${process.pid}.`,
-    DOCKYARD_SEED_TEST_USERS: '1',
-    // The ECR flow below submits from a git daemon on this machine.
-    DOCKYARD_GIT_ALLOW: '127.0.0.1',
-  };
-  const base = `http://127.0.0.1:${gatewayPort}`;
+  let stack: Stack;
+  let base = '';
+  let dir = '';
   let daemon: Awaited<ReturnType<typeof gitDaemon>> | undefined;
   afterAll(async () => {
     daemon?.stop();
-    await run(path.join(root, 'deploy/local/stack.sh'), ['down'], { env }).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    await stack?.stop();
   });
 
   it('starts every service and the gateway, all ready, and prints the admin token', async () => {
-    const { stdout } = await run(path.join(root, 'deploy/local/stack.sh'), ['up'], { env, timeout: 170_000 });
-    expect(stdout).toContain(`Dockyard is up: http://127.0.0.1:${gatewayPort}`);
-    const token = /Admin token:\s+(\S+)/.exec(stdout)![1];
+    // The ECR flow below submits from a git daemon on this machine.
+    stack = await startStack({ DOCKYARD_GIT_ALLOW: '127.0.0.1' });
+    ({ base, dir } = stack);
+    const token = stack.adminToken;
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
     const { checks } = (await ready.json()) as { checks: Record<string, { ok: boolean }> };
@@ -157,8 +130,7 @@ describe('make up: the whole platform on one machine', () => {
   }, 240_000);
 
   it('services refuse a request that did not come through the gateway: no, forged or expired identity token', async () => {
-    const secret = readFileSync(path.join(dir, 'run/internal-secret'), 'utf8').trim();
-    const portBase = gatewayPort + 100;
+    const { internalSecret: secret, portBase } = stack;
     const protectedPaths = ['/auth/whoami', '/apps', '/image', '/pipeline', '/api/v1/requests', '/api/process'];
     const tokens = { none: null, forged: internalToken('not-the-secret', 60), expired: internalToken(secret, -120), valid: internalToken(secret, 60) };
     for (const [i, url] of protectedPaths.entries()) {

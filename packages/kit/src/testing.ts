@@ -102,3 +102,74 @@ export async function gitDaemon(base: string): Promise<{ port: number; url: (rep
   await waitForPort(port);
   return { port, url: (repo) => `git://127.0.0.1:${port}/${repo}`, stop: () => child.kill(), child };
 }
+
+/** Polls `check` until it returns a value other than undefined; fails naming `what` after `ms`. */
+export async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 150_000, everyMs = 300): Promise<T> {
+  for (const deadline = Date.now() + ms; ; await new Promise((r) => setTimeout(r, everyMs))) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
+  }
+}
+
+export interface Stack {
+  /** The gateway, e.g. http://127.0.0.1:18123 */
+  base: string;
+  gatewayPort: number;
+  /** Services listen on portBase+1..+6: permissions, registry, build, execution, source-cache, process. */
+  portBase: number;
+  adminToken: string;
+  /** The internal identity secret the services share with the gateway. */
+  internalSecret: string;
+  /** A temporary folder holding the stack's run dir (logs under run/logs) and data dir. */
+  dir: string;
+  /** The environment stack.sh ran with (for a second `stack.sh` call or child processes). */
+  env: NodeJS.ProcessEnv;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole platform as `make up` starts it (deploy/local/stack.sh: every service a process, the
+ * gateway in front), on its own ports, run dir, data dir and NATS prefix, with embedded PGlite unless
+ * `env.DATABASE_URL` is given, and ECR's fixed test identities seeded (testuser_token, ...).
+ * Takes 30-90 s to start on this machine; start it once per test file.
+ */
+export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { readFileSync } = await import('node:fs');
+  const run = promisify(execFile);
+  const root = path.resolve(import.meta.dirname, '../../..');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dockyard-stack-'));
+  const gatewayPort = await freePort();
+  const portBase = 20000 + Math.floor(Math.random() * 10000);
+  const stackEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_OPTIONS: '',
+    DATABASE_URL: '',
+    DOCKYARD_NATS_URL: infra().natsUrl,
+    DOCKYARD_RUN_DIR: path.join(dir, 'run'),
+    DOCKYARD_DATA_DIR: path.join(dir, 'data'),
+    DOCKYARD_STACK_PORT_BASE: String(portBase),
+    DOCKYARD_GATEWAY_PORT: String(gatewayPort),
+    DOCKYARD_GATEWAY_HOST: '127.0.0.1',
+    DOCKYARD_NATS_PREFIX: `stack${process.pid}${randomBytes(2).toString('hex')}.`,
+    DOCKYARD_SEED_TEST_USERS: '1',
+    ...env,
+  };
+  const script = path.join(root, 'deploy/local/stack.sh');
+  const stop = async () => {
+    await run(script, ['down'], { env: stackEnv }).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const { stdout } = await run(script, ['up'], { env: stackEnv, timeout: 170_000 });
+    const adminToken = /Admin token:\s+(\S+)/.exec(stdout)?.[1];
+    if (!adminToken) throw new Error(`stack.sh up printed no admin token:\n${stdout}`);
+    const internalSecret = readFileSync(path.join(dir, 'run/internal-secret'), 'utf8').trim();
+    return { base: `http://127.0.0.1:${gatewayPort}`, gatewayPort, portBase, adminToken, internalSecret, dir, env: stackEnv, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -214,6 +214,21 @@ describe('deploy/k8s: Kubernetes manifests', () => {
     }
   });
 
+  it('every Dockyard container runs a server that exists, from the image deploy/docker/Dockerfile builds, as its user', () => {
+    const dockerfile = readFileSync(path.join(root, 'deploy/docker/Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\}$/m);
+    expect(dockerfile).toContain('ARG NODE_IMAGE=node:20-bookworm-slim');
+    expect(dockerfile).toMatch(/^USER 1000:1000$/m);
+    const compose = YAML.parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as Obj;
+    const workingDirs = [...dockyardContainers.map((x) => x.c.workingDir as string), ...Object.values(compose.services as Record<string, Obj>).map((s) => s.working_dir as string).filter(Boolean)];
+    expect(workingDirs.length).toBeGreaterThan(20);
+    for (const dir of workingDirs) expect({ dir, server: existsSync(path.join(root, dir.replace(/^\/srv\/dockyard\//, ''), 'src/server.ts')) }).toEqual({ dir, server: true });
+    for (const { c } of dockyardContainers) {
+      expect(c.command).toEqual(['node', '--import', 'tsx', 'src/server.ts']);
+      expect(c.securityContext).toMatchObject({ runAsUser: 1000, runAsGroup: 1000 });
+    }
+  });
+
   it('probes, resources and a locked-down securityContext on every container (the dind engine is the one privileged exception)', () => {
     const problems: string[] = [];
     for (const p of podSpecs) {

@@ -236,6 +236,11 @@ function relay(a: RelayArgs): Connection {
       if (payload === null || typeof payload !== 'object') continue;
       if (!(await mayRead(subject, payload, a.caller, a.perms))) continue;
       if (closing) break;
+      // Events pulled in one batch go out in one chunk: cork until the event loop turns.
+      if (!res.writableCorked) {
+        res.cork();
+        setImmediate(() => res.uncork());
+      }
       res.write(`id: ${m.seq}\nevent: ${subject}\n${text.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
       // Back-pressure: past the limit, stop reading the consumer (JetStream keeps the events) until
       // the client drains; one that does not is dropped rather than buffered without bound, and

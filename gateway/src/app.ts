@@ -20,6 +20,7 @@ import { CredentialResolver, type Resolved } from './resolver.js';
 import { ROUTES } from './routes-table.js';
 import { serviceProxy } from './proxy.js';
 import { docsPlugin } from './docs.js';
+import { eventsPlugin } from './events.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -139,6 +140,7 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
     });
   }
   await app.register(docsPlugin);
+  await app.register(eventsPlugin, { nc, subjects, pingMs: config.DOCKYARD_EVENTS_PING_MS, maxBufferBytes: config.DOCKYARD_EVENTS_MAX_BUFFER_KB * 1024, stallMs: config.DOCKYARD_EVENTS_STALL_MS });
 
   // The gateway is ready when NATS answers and every service reports ready.
   for (const service of SERVICE_NAMES) {

@@ -18,6 +18,11 @@ const ownShape = {
   DOCKYARD_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   DOCKYARD_JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
   DOCKYARD_ACCESS_LOG: envBool.default(true),
+  /** `GET /events`: interval of the `: ping` comment, and bytes queued for one client before it is dropped. */
+  DOCKYARD_EVENTS_PING_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
+  DOCKYARD_EVENTS_MAX_BUFFER_KB: z.coerce.number().int().min(1).max(1_048_576).default(1024),
+  /** `GET /events`: how long a client past that limit may take to drain before it is dropped. */
+  DOCKYARD_EVENTS_STALL_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** Gateway processes sharing the port (0: one per CPU), as nginx runs one worker per core. */
   DOCKYARD_GATEWAY_WORKERS: z.coerce.number().int().min(0).max(64).default(0),
 };

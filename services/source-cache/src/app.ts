@@ -68,7 +68,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
     const id = randomUUID();
     await app.events.publish(
       'events.source-cache.request.state',
-      { id, occurredAt: new Date().toISOString(), actor, resource: `cachito-request:${row.id}`, requestId: row.id, state: row.state, previousState: previous, stateReason: row.stateReason, repo: row.repo, ref: row.ref },
+      { id, occurredAt: new Date().toISOString(), actor, resource: `cachito-request:${row.id}`, owner: row.ownerLogin, requestId: row.id, state: row.state, previousState: previous, stateReason: row.stateReason, repo: row.repo, ref: row.ref },
       id,
     );
   };

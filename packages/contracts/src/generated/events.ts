@@ -93,6 +93,8 @@ export interface components {
             number: number | null;
             /** Format: date-time */
             occurredAt: string;
+            /** @description Login of the build's owner (who may read it besides admins, with READ on the repository for an ECR build); added for the gateway's /events filter */
+            owner: string | null;
             platforms: {
                 digest: string | null;
                 error: string | null;
@@ -121,6 +123,8 @@ export interface components {
             number: number | null;
             /** Format: date-time */
             occurredAt: string;
+            /** @description Login of the build's owner (who may read it besides admins, with READ on the repository for an ECR build); added for the gateway's /events filter */
+            owner: string | null;
             platforms: string[];
             /** @description Permission key of the resource, `<type>:<id>` */
             resource: string;
@@ -140,6 +144,8 @@ export interface components {
             number: number | null;
             /** Format: date-time */
             occurredAt: string;
+            /** @description Login of the build's owner (who may read it besides admins, with READ on the repository for an ECR build); added for the gateway's /events filter */
+            owner: string | null;
             platforms: string[];
             /** @description Permission key of the resource, `<type>:<id>` */
             resource: string;
@@ -189,6 +195,8 @@ export interface components {
             jobId: number;
             /** Format: date-time */
             occurredAt: string;
+            /** @description User id of the owner (who may read it besides admins); added for the gateway's /events filter */
+            ownerId: string;
             pipelineId: number;
             /** @enum {string|null} */
             previousState: "ready" | "in_queue" | "running" | "done" | "failed" | "killed" | null;
@@ -245,6 +253,8 @@ export interface components {
             };
             /** Format: date-time */
             occurredAt: string;
+            /** @description User id of the owner (who may read it besides admins); added for the gateway's /events filter */
+            ownerId: string;
             pipelineId: number;
             /** @description Permission key of the resource, `<type>:<id>` */
             resource: string;
@@ -267,6 +277,8 @@ export interface components {
             kind: "recording-define" | "recording-build" | "sbom-define";
             /** Format: date-time */
             occurredAt: string;
+            /** @description Login of the owner (who may read it besides admins); added for the gateway's /events filter */
+            owner: string;
             /** @enum {string|null} */
             previousStatus: "queued" | "processing" | "processed" | "failed" | null;
             reason: string | null;
@@ -322,6 +334,8 @@ export interface components {
             id: string;
             /** Format: date-time */
             occurredAt: string;
+            /** @description Login of the owner (who may read it besides admins); added for the gateway's /events filter */
+            owner: string;
             /** @enum {string|null} */
             previousState: "in_progress" | "complete" | "failed" | "stale" | null;
             ref: string;

@@ -29,16 +29,21 @@ export interface paths {
         };
         /**
          * Platform events as Server-Sent Events
-         * @description Relays the NATS `EVENTS` stream to browsers as SSE. Each event: `id: <event id>` (the
-         *     payload's `id`, also its `Nats-Msg-Id`), `event: <subject>` (e.g.
-         *     `events.build.build.finished`), `data: <payload JSON>` typed by `openapi/events.yaml`.
-         *     `subject` filters with NATS wildcards (repeatable; default `events.>`). `Last-Event-ID`
-         *     (sent by EventSource on reconnect) resumes after that event while it is still in the
-         *     stream. A comment line is sent every 15 s to keep the connection open.
+         * @description Relays the NATS JetStream stream `EVENTS` as SSE, one message per event:
+         *     `id: <JetStream stream sequence>`, `event: <catalog subject without the deployment prefix>`
+         *     (e.g. `events.build.build.finished`), `data: <the payload JSON exactly as published>`
+         *     (schemas in `openapi/events.yaml`). `subjects` filters with NATS wildcards. Resume with the
+         *     `Last-Event-ID` header (what EventSource sends on reconnect) or `?last_event_id=`: every
+         *     readable event after that sequence still in the stream, then live ones; without either,
+         *     only events published after connecting. A comment `: connected` opens the stream once it is
+         *     subscribed, and `: ping` follows every 15 s. A client that falls more than 1 MiB behind is
+         *     dropped with a final comment and resumes by id.
          *
-         *     Events are filtered per caller: an admin receives all; others receive the events about
-         *     resources they may read (anonymous callers: public ones only). Browsers authenticate with
-         *     the session cookie (EventSource cannot set headers).
+         *     Events are filtered per caller (docs/events.md has the table): an admin receives all;
+         *     others the events about what they may read (owned resources: their owner; ECR namespaces
+         *     and repositories: READ, so anonymous callers get public ones; account and token events:
+         *     the user concerned); an event without a rule reaches admins only. Browsers use fetch()
+         *     with an Authorization header, or EventSource with the session cookie.
          */
         get: operations["streamEvents"];
         put?: never;
@@ -223,10 +228,13 @@ export interface operations {
     streamEvents: {
         parameters: {
             query?: {
-                /** @description NATS subject filter(s), e.g. `events.build.>`; repeatable */
-                subject?: string[];
+                /** @description Resume after this stream sequence (as the Last-Event-ID header) */
+                last_event_id?: string;
+                /** @description Comma-separated NATS subject patterns, each starting with `events.` (default `events.>`) */
+                subjects?: string;
             };
             header?: {
+                /** @description Resume after this stream sequence (EventSource sends it on reconnect) */
                 "Last-Event-ID"?: string;
             };
             path?: never;
@@ -241,14 +249,14 @@ export interface operations {
                 };
                 content: {
                     /**
-                     * @example id: 5c2d3f3e-0f55-4c1b-8a43-7f0e6a8f4d11
+                     * @example id: 42
                      *     event: events.build.build.finished
-                     *     data: {"id":"5c2d3f3e-0f55-4c1b-8a43-7f0e6a8f4d11","occurredAt":"2026-11-22T10:00:00Z","actor":"testuser","buildId":"b-1","kind":"ecr","result":"SUCCESS"}
+                     *     data: {"id":"5c2d3f3e-0f55-4c1b-8a43-7f0e6a8f4d11","occurredAt":"2026-11-22T10:00:00Z","actor":null,"resource":"image-build:b-1","owner":"testuser","buildId":"b-1","kind":"kabuto","result":"SUCCESS"}
                      */
                     "text/event-stream": string;
                 };
             };
-            /** @description A malformed `subject` filter */
+            /** @description A malformed `subjects` filter or resume id */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -256,7 +264,7 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "error": "subject: must start with events"
+                     *       "error": "subjects: \"build.>\" is not a subject pattern starting with \"events.\" (tokens of letters, digits, - and _, or the wildcards * and a final >)"
                      *     }
                      */
                     "application/json": components["schemas"]["Error"];

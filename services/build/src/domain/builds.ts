@@ -43,7 +43,7 @@ export class Builds {
     const id = randomUUID();
     await this.events.publish(
       `events.build.build.${verb}`,
-      { id, occurredAt: new Date().toISOString(), actor, resource: resourceOf(build), buildId: build.id, kind: build.kind, number: build.number, ...extra },
+      { id, occurredAt: new Date().toISOString(), actor, resource: resourceOf(build), owner: build.owner ?? null, buildId: build.id, kind: build.kind, number: build.number, ...extra },
       id,
     );
   }

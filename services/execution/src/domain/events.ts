@@ -12,11 +12,11 @@ export class ExecutionEvents {
     await this.events.publish(subject, { id, occurredAt: new Date().toISOString(), ...payload }, id);
   }
 
-  jobState(e: { actor: string | null; jobId: number; pipelineId: number; state: JobState; previousState: JobState | null; reason: string | null; exitCode: number | null }) {
+  jobState(e: { actor: string | null; ownerId: string; jobId: number; pipelineId: number; state: JobState; previousState: JobState | null; reason: string | null; exitCode: number | null }) {
     return this.publish('events.execution.job.state', { resource: `job:${e.jobId}`, ...e });
   }
 
-  pipelineFinished(e: { actor: string | null; pipelineId: number; result: 'done' | 'failed'; jobs: Record<string, JobState> }) {
+  pipelineFinished(e: { actor: string | null; ownerId: string; pipelineId: number; result: 'done' | 'failed'; jobs: Record<string, JobState> }) {
     return this.publish('events.execution.pipeline.finished', { resource: `pipeline:${e.pipelineId}`, ...e });
   }
 }

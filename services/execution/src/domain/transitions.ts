@@ -23,6 +23,7 @@ export async function transition(
   if (before.state !== to) {
     await events.jobState({
       actor,
+      ownerId: after.ownerId,
       jobId: job.id,
       pipelineId: job.pipelineId,
       state: to,

@@ -168,7 +168,7 @@ export const pipelineRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =
       });
       await Promise.allSettled(jobs.filter((j) => j.resultKey && j.resultKey !== EMPTY_RESULT).map((j) => deps.blobs.delete(j.resultKey!)));
       for (const j of jobs) {
-        await deps.events.jobState({ actor, jobId: j.id, pipelineId: p.id, state: 'in_queue', previousState: j.state as JobState, reason: null, exitCode: null });
+        await deps.events.jobState({ actor, ownerId: j.ownerId, jobId: j.id, pipelineId: p.id, state: 'in_queue', previousState: j.state as JobState, reason: null, exitCode: null });
       }
       if (jobs.length) await deps.enqueue(p.id, run, actor);
       return Object.fromEntries(jobs.map((j) => [String(j.id), 'in_queue']));

@@ -150,7 +150,7 @@ export class ExecutionWorker {
     }
     await Promise.allSettled(removals);
     if (Object.keys(states).length) {
-      await this.events.pipelineFinished({ actor: run.actor, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states });
+      await this.events.pipelineFinished({ actor: run.actor, ownerId: pipeline.ownerId, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states });
     }
     await this.prisma.pipeline.updateMany({ where: { id: pipeline.id, run: run.run }, data: { finishedRun: run.run } });
   }

@@ -78,6 +78,7 @@ export class Processes {
           occurredAt: new Date().toISOString(),
           actor: p.ownerLogin || null,
           resource: `process:${p.uuid}`,
+          owner: p.ownerLogin,
           uuid: p.uuid,
           tag: p.tag,
           kind: p.kind,

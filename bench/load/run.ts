@@ -309,8 +309,9 @@ async function main() {
       await stack.stop();
     }
     // Images the Kabuto flow built (the build service names them <registry>/kabuto/<owner>/<name>).
-    const { stdout } = await run('docker', ['images', '--format', '{{.Repository}}:{{.Tag}}']).catch(() => ({ stdout: '' }));
-    const ours = stdout.split('\n').filter((r) => /\/kabuto\/load-u\d+-[a-z0-9]+\//.test(r));
+    // By image id: a rebuilt tag leaves its older image untagged (<none>), which no name removes.
+    const { stdout } = await run('docker', ['images', '--format', '{{.Repository}} {{.ID}}']).catch(() => ({ stdout: '' }));
+    const ours = [...new Set(stdout.split('\n').filter((r) => /\/kabuto\/load-u\d+-[a-z0-9]+\/\S* /.test(r)).map((r) => r.split(' ')[1]))];
     if (ours.length) await run('docker', ['rmi', '-f', ...ours]).catch(() => undefined);
     fs.rmSync(tmp, { recursive: true, force: true });
   };

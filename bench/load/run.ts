@@ -4,7 +4,7 @@
  *   eval "$(deploy/local/infra.sh env)" && node --import tsx bench/load/run.ts [--duration 300] [--users 50]
  *   node --import tsx bench/load/run.ts --url http://127.0.0.1:8080 --admin-token dky_... [--run-dir .run]
  *
- * Without --url it starts the whole platform with kit's startStack (deploy/local/stack.sh: every
+ * Without --url it starts the whole platform as kit's startStack does (deploy/local/stack.sh: every
  * service a process, embedded PGlite, its own ports, run dir and NATS prefix; the ECR registry with
  * DOCKYARD_REGISTRY_SKIP_CLONE=1 so a submit stores the app without cloning, DOCKYARD_GIT_ALLOW=127.0.0.1
  * for the local git daemon Cachito clones from) and stops it at the end. With --url it drives a
@@ -12,7 +12,8 @@
  *
  * Set-up: a local git daemon with one small repository; one user per simulated user (`load-u<i>`,
  * approved, created by the admin through POST /auth/users, with an API token from POST /auth/tokens),
- * so the per-identity rate limit applies as in production. Then each user loops, until --duration
+ * so the per-identity rate limit applies as in production. Then each user loops (user i starting with
+ * flow i mod 4, so all four APIs are loaded from the start), until --duration
  * seconds have passed (a request in flight then finishes; a wait for a build/job/request is left):
  *   ECR      POST /apps/<user>/app<n>/1.0 (submit, no clone), GET it, GET /apps?limit=20,
  *            GET /permissions/<user>/app<n>
@@ -35,7 +36,8 @@ import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { gitDaemon, startStack, type Stack } from '@dockyard/kit/testing';
+import { randomBytes } from 'node:crypto';
+import { freePort, gitDaemon, infra } from '@dockyard/kit/testing';
 
 const run = promisify(execFile);
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -159,7 +161,8 @@ function stackPids(runDir: string): Record<string, number> {
   if (!fs.existsSync(dir)) return out;
   for (const f of fs.readdirSync(dir)) {
     const m = /^stack-(.+)\.pid$/.exec(f);
-    if (m) out[m[1]] = Number(fs.readFileSync(path.join(dir, f), 'utf8').trim());
+    // stack.sh's pid files: the pid, then the program's name.
+    if (m) out[m[1]] = Number(fs.readFileSync(path.join(dir, f), 'utf8').split('\n')[0]);
   }
   return out;
 }
@@ -223,23 +226,81 @@ async function ree(base: string, u: User) {
   await call('REE processes', base, u.token, '/api/process');
 }
 
-async function simulate(base: string, u: User, gitUrl: string, ref: string, iterations: { n: number }) {
+async function simulate(base: string, u: User, index: number, gitUrl: string, ref: string, iterations: { n: number }) {
+  const flows = [() => ecr(base, u, gitUrl), () => kabuto(base, u), () => cachito(base, u, gitUrl, ref), () => ree(base, u)];
+  // User i starts with flow i mod 4, so every API is under load from the first second (a Kabuto
+  // flow waits for a build and a job, which takes long on a busy machine).
+  const order = flows.map((_, k) => flows[(index + k) % flows.length]);
   while (!stopping()) {
     u.n++;
     // A failed call is counted where it happened; the user goes on with the next flow.
-    for (const flow of [() => ecr(base, u, gitUrl), () => kabuto(base, u), () => cachito(base, u, gitUrl, ref), () => ree(base, u)]) {
+    let ran = 0;
+    for (const flow of order) {
       if (stopping()) break;
       await flow().catch(() => undefined);
+      ran++;
     }
-    iterations.n++;
+    // An iteration whose last flow was cut short by the end of the run does not count.
+    if (ran === 4 && !stopping()) iterations.n++;
   }
 }
 
 // ------------------------------------------------------------------------------------ main
 
+interface OwnStack {
+  base: string;
+  adminToken: string;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole stack as kit's startStack starts it (stack.sh on its own ports, run dir, data dir, NATS
+ * prefix, PGlite), except that a failed `stack.sh up` is repeated (up to 3 times): on a busy machine a
+ * service can miss Fastify's plugin start-up timeout and exit, and `up` starts again only what died.
+ */
+async function startOwnStack(env: NodeJS.ProcessEnv): Promise<OwnStack> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dockyard-load-stack-'));
+  const gatewayPort = await freePort();
+  const stackEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_OPTIONS: '',
+    DATABASE_URL: '',
+    DOCKYARD_NATS_URL: infra().natsUrl,
+    DOCKYARD_RUN_DIR: path.join(dir, 'run'),
+    DOCKYARD_DATA_DIR: path.join(dir, 'data'),
+    DOCKYARD_STACK_PORT_BASE: String(20000 + Math.floor(Math.random() * 10000)),
+    DOCKYARD_GATEWAY_PORT: String(gatewayPort),
+    DOCKYARD_GATEWAY_HOST: '127.0.0.1',
+    DOCKYARD_NATS_PREFIX: `load${randomBytes(3).toString('hex')}.`,
+    ...env,
+  };
+  const script = path.join(REPO_ROOT, 'deploy/local/stack.sh');
+  const stop = async () => {
+    await run(script, ['down'], { env: stackEnv }).catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { stdout } = await run(script, ['up'], { env: stackEnv, timeout: 200_000 });
+      const adminToken = /Admin token:\s+(\S+)/.exec(stdout)?.[1];
+      if (!adminToken) throw new Error(`stack.sh up printed no admin token:\n${stdout}`);
+      return { base: `http://127.0.0.1:${gatewayPort}`, adminToken, dir, stop };
+    } catch (err) {
+      if (attempt >= 3) {
+        const logs = path.join(dir, 'run/logs');
+        for (const f of fs.existsSync(logs) ? fs.readdirSync(logs) : []) process.stderr.write(`--- ${f}\n${fs.readFileSync(path.join(logs, f), 'utf8').split('\n').slice(-8).join('\n')}\n`);
+        await stop();
+        throw err;
+      }
+      log(`stack.sh up failed (attempt ${attempt}); starting what died again`);
+    }
+  }
+}
+
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dockyard-load-'));
-  let stack: Stack | undefined;
+  let stack: OwnStack | undefined;
   let daemon: Awaited<ReturnType<typeof gitDaemon>> | undefined;
   const cleanup = async () => {
     daemon?.stop();
@@ -248,8 +309,9 @@ async function main() {
       await stack.stop();
     }
     // Images the Kabuto flow built (the build service names them <registry>/kabuto/<owner>/<name>).
-    const { stdout } = await run('docker', ['images', '--format', '{{.Repository}}:{{.Tag}}']).catch(() => ({ stdout: '' }));
-    const ours = stdout.split('\n').filter((r) => /\/kabuto\/load-u\d+-[a-z0-9]+\//.test(r));
+    // By image id: a rebuilt tag leaves its older image untagged (<none>), which no name removes.
+    const { stdout } = await run('docker', ['images', '--format', '{{.Repository}} {{.ID}}']).catch(() => ({ stdout: '' }));
+    const ours = [...new Set(stdout.split('\n').filter((r) => /\/kabuto\/load-u\d+-[a-z0-9]+\/\S* /.test(r)).map((r) => r.split(' ')[1]))];
     if (ours.length) await run('docker', ['rmi', '-f', ...ours]).catch(() => undefined);
     fs.rmSync(tmp, { recursive: true, force: true });
   };
@@ -264,8 +326,8 @@ async function main() {
       if (!adminToken) throw new Error('--url needs --admin-token (or DOCKYARD_ADMIN_TOKEN) to create the simulated users');
       runDir = path.resolve(args['run-dir'] ?? path.join(REPO_ROOT, '.run'));
     } else {
-      log('starting the stack (deploy/local/stack.sh through kit startStack)');
-      stack = await startStack({ DOCKYARD_GIT_ALLOW: '127.0.0.1', DOCKYARD_REGISTRY_SKIP_CLONE: '1', DOCKYARD_LOG_LEVEL: 'warn' });
+      log('starting the stack (deploy/local/stack.sh)');
+      stack = await startOwnStack({ DOCKYARD_GIT_ALLOW: '127.0.0.1', DOCKYARD_REGISTRY_SKIP_CLONE: '1', DOCKYARD_LOG_LEVEL: 'warn' });
       base = stack.base;
       adminToken = stack.adminToken;
       runDir = path.join(stack.dir, 'run');
@@ -303,19 +365,22 @@ async function main() {
     const started = Date.now();
     stopAt = started + DURATION_S * 1000;
     const iterations = { n: 0 };
-    await Promise.all(users.map((u) => simulate(base, u, gitUrl, ref, iterations)));
+    await Promise.all(users.map((u, i) => simulate(base, u, i, gitUrl, ref, iterations)));
     const elapsedS = (Date.now() - started) / 1000;
     measuring = false;
 
     const memory = Object.entries(stackPids(runDir)).map(([name, pid]) => ({ name, pid, ...peakKb(pid) }));
-    report(elapsedS, iterations.n, memory, base, !args.url);
+    const file = report(elapsedS, iterations.n, memory, base, !args.url);
+    // The stack's logs beside the figures when something failed (its run dir goes with the stack).
+    if (process.exitCode && stack) fs.cpSync(path.join(runDir, 'logs'), file.replace(/\.json$/, '-logs'), { recursive: true });
   } finally {
     await cleanup();
   }
 }
 
-function report(elapsedS: number, iterations: number, memory: { name: string; pid: number; kb: number; processes: number }[], base: string, ownStack: boolean) {
-  const rows = [...groups.entries()].filter(([name]) => name !== 'setup');
+function report(elapsedS: number, iterations: number, memory: { name: string; pid: number; kb: number; processes: number }[], base: string, ownStack: boolean): string {
+  const api = (name: string) => ['ECR', 'Kabuto', 'Cachito', 'REE'].indexOf(name.split(' ')[0]);
+  const rows = [...groups.entries()].filter(([name]) => name !== 'setup').sort(([a], [b]) => api(a) - api(b));
   let total = 0;
   let errors = 0;
   const lines = ['', `${'endpoint group'.padEnd(22)} ${'requests'.padStart(9)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)} ${'flows failed'.padStart(13)}`];
@@ -343,6 +408,7 @@ function report(elapsedS: number, iterations: number, memory: { name: string; pi
   fs.writeFileSync(file, JSON.stringify({ base, users: USERS, durationS: DURATION_S, elapsedS, iterations, table, memory, loadavg: os.loadavg() }, null, 2));
   log(`raw figures: ${path.relative(REPO_ROOT, file)}`);
   if (errors) process.exitCode = 2;
+  return file;
 }
 
 main().catch((err) => {

@@ -10,6 +10,7 @@ import {
   type ConsumerMessages,
 } from '@nats-io/jetstream';
 import type { FastifyBaseLogger } from 'fastify';
+import { HttpError } from './errors.js';
 
 export { headers, nanos, type NatsConnection, type JsMsg };
 
@@ -65,7 +66,11 @@ export function serveRequests<Req, Res>(
 
 /** Sends a request on a subject served by {@link serveRequests} and unwraps the answer. */
 export async function request<Req, Res>(nc: NatsConnection, subject: string, body: Req, timeoutMs = 5000): Promise<Res> {
-  const msg = await nc.request(subject, codec.encode(body), { timeout: timeoutMs });
+  // No answer (timeout, no responders, connection closed) means the other service is unavailable: a
+  // 503 the caller may retry, not a 500. A reply that says it failed is the other side's error.
+  const msg = await nc.request(subject, codec.encode(body), { timeout: timeoutMs }).catch((err: Error) => {
+    throw new HttpError(503, `${subject.split('.').slice(-2).join('.')} did not answer (${err.message}); try again`);
+  });
   const reply = codec.decode<{ ok: boolean; value?: Res; error?: string }>(msg.data);
   if (!reply.ok) throw new Error(reply.error ?? `${subject} failed`);
   return reply.value as Res;

@@ -29,6 +29,12 @@ describe('NATS and JetStream helpers (real nats-server)', () => {
     await expect(request(nc, subjects.of('math.double'), { n: -1 })).rejects.toThrow('negative');
   });
 
+  it('turns a request nobody answers into a 503 naming the subject, not a 500', async () => {
+    const err = (await request(nc, subjects.of('nobody.listens'), {}, 500).catch((e: unknown) => e)) as { statusCode?: number; message: string };
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/^nobody\.listens did not answer/);
+  });
+
   it('redelivers a work item whose handler failed and acks only after it succeeded', async () => {
     const stream = subjects.stream('WORK');
     const subject = subjects.of('work.items');

@@ -20,6 +20,7 @@ import { CredentialResolver, type Resolved } from './resolver.js';
 import { ROUTES } from './routes-table.js';
 import { serviceProxy } from './proxy.js';
 import { docsPlugin } from './docs.js';
+import { consolePlugin } from './console.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -139,6 +140,7 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
     });
   }
   await app.register(docsPlugin);
+  await app.register(consolePlugin);
 
   // The gateway is ready when NATS answers and every service reports ready.
   for (const service of SERVICE_NAMES) {

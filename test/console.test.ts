@@ -27,7 +27,8 @@ async function startOrReuseStack(): Promise<Stack> {
     const s = JSON.parse(process.env.CONSOLE_TEST_STACK) as Pick<Stack, 'base' | 'adminToken' | 'dir'>;
     return { ...s, gatewayPort: Number(new URL(s.base).port), portBase: 0, internalSecret: '', env: {}, stop: async () => undefined };
   }
-  const env = { DOCKYARD_GIT_ALLOW: '127.0.0.1' };
+  // One gateway process is plenty for one browser, and starts faster on a busy machine.
+  const env = { DOCKYARD_GIT_ALLOW: '127.0.0.1', DOCKYARD_GATEWAY_WORKERS: '1' };
   return startStack(env).catch((err: Error) => {
     console.warn(`startStack failed, once more: ${err.message.slice(0, 300)}`);
     return startStack(env);

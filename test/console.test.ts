@@ -9,31 +9,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { gitDaemon, startStack, type Stack } from '@dockyard/kit/testing';
+import { gitDaemon, type Stack } from '@dockyard/kit/testing';
+import { startPatientStack } from '../bench/console/stack.js';
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
 const shots = path.join(root, '.run/screenshots/console');
 const LONG = 150_000;
-
-/**
- * The platform for this file. Starting it takes 30-90 s, more on a machine busy with other test runs,
- * where stack.sh's own 120 s readiness wait can run out: one retry. CONSOLE_TEST_STACK (JSON
- * `{"base", "adminToken", "dir"}` of a stack started with DOCKYARD_GIT_ALLOW=127.0.0.1) reuses a
- * running one while working on the console.
- */
-async function startOrReuseStack(): Promise<Stack> {
-  if (process.env.CONSOLE_TEST_STACK) {
-    const s = JSON.parse(process.env.CONSOLE_TEST_STACK) as Pick<Stack, 'base' | 'adminToken' | 'dir'>;
-    return { ...s, gatewayPort: Number(new URL(s.base).port), portBase: 0, internalSecret: '', env: {}, stop: async () => undefined };
-  }
-  // One gateway process is plenty for one browser, and starts faster on a busy machine.
-  const env = { DOCKYARD_GIT_ALLOW: '127.0.0.1', DOCKYARD_GATEWAY_WORKERS: '1' };
-  return startStack(env).catch((err: Error) => {
-    console.warn(`startStack failed, once more: ${err.message.slice(0, 300)}`);
-    return startStack(env);
-  });
-}
 
 describe('web console', () => {
   let stack: Stack;
@@ -46,12 +28,12 @@ describe('web console', () => {
     mkdirSync(shots, { recursive: true });
     // The bundle the gateway serves (make generate builds it; build it here if a run skipped that).
     await run('pnpm', ['--filter', '@dockyard/console', 'run', 'generate'], { cwd: root });
-    stack = await startOrReuseStack();
+    stack = await startPatientStack();
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-  }, 420_000);
+  }, 600_000);
 
   afterAll(async () => {
     await browser?.close();

@@ -18,6 +18,7 @@ APT_PACKAGES=(
   iproute2 curl ca-certificates
   debian-archive-keyring # debootstrap verifies the archive with it
   util-linux             # flock, setsid
+  chromium               # the console's browser test (test/console.test.ts) and bench/console
 )
 
 [[ $(id -u) -eq 0 ]] || die "install.sh must run as root (apt-get install)"

@@ -21,6 +21,7 @@ import { ROUTES } from './routes-table.js';
 import { serviceProxy } from './proxy.js';
 import { docsPlugin } from './docs.js';
 import { eventsPlugin } from './events.js';
+import { consolePlugin } from './console.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -141,6 +142,7 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
   }
   await app.register(docsPlugin);
   await app.register(eventsPlugin, { nc, subjects, pingMs: config.DOCKYARD_EVENTS_PING_MS, maxBufferBytes: config.DOCKYARD_EVENTS_MAX_BUFFER_KB * 1024, stallMs: config.DOCKYARD_EVENTS_STALL_MS });
+  await app.register(consolePlugin);
 
   // The gateway is ready when NATS answers and every service reports ready.
   for (const service of SERVICE_NAMES) {

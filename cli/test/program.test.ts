@@ -52,15 +52,26 @@ describe('dockyard commands (fake gateway)', () => {
   });
 
   it('perms grant/revoke send the ECR change document', async () => {
-    const f = fakeIo(env, () => json({}));
+    const grants = [
+      { granteeType: 'GROUP', grantee: 'AllUsers', permission: 'READ', resourceName: 'sage' },
+      { granteeType: 'GROUP', grantee: 'AllUsers', permission: 'WRITE', resourceName: 'sage' },
+      { granteeType: 'USER', grantee: 'me', permission: 'FULL_CONTROL', resourceName: 'sage' },
+    ];
+    const f = fakeIo(env, (req) => (req.method === 'GET' ? json(grants) : json({})));
     expect(await run(['perms', 'grant', 'sage/simple', '--user', 'bob', '-p', 'write'], f.io)).toBe(0);
     expect(await run(['perms', 'revoke', 'sage', '--public'], f.io)).toBe(0);
+    expect(await run(['perms', 'revoke', 'sage', '--group', 'g', '-p', 'read'], f.io)).toBe(0);
     expect(await run(['perms', 'revoke', 'sage', '--all'], f.io)).toBe(0);
-    expect(f.seen.map((s) => [s.method, s.url, JSON.parse(s.body!)])).toEqual([
+    expect(f.seen.map((s) => [s.method, s.url, s.body && JSON.parse(s.body)])).toEqual([
       ['PUT', 'http://gw.test:8080/permissions/sage/simple', { operation: 'add', granteeType: 'USER', grantee: 'bob', permission: 'WRITE' }],
-      ['PUT', 'http://gw.test:8080/permissions/sage', { operation: 'delete', granteeType: 'GROUP', grantee: 'AllUsers' }],
+      ['GET', 'http://gw.test:8080/permissions/sage', undefined],
+      ['PUT', 'http://gw.test:8080/permissions/sage', { operation: 'delete', granteeType: 'GROUP', grantee: 'AllUsers', permission: 'READ' }],
+      ['PUT', 'http://gw.test:8080/permissions/sage', { operation: 'delete', granteeType: 'GROUP', grantee: 'AllUsers', permission: 'WRITE' }],
+      ['PUT', 'http://gw.test:8080/permissions/sage', { operation: 'delete', granteeType: 'GROUP', grantee: 'g', permission: 'READ' }],
       ['PUT', 'http://gw.test:8080/permissions/sage', { operation: 'delete' }],
     ]);
+    // Nothing to revoke: exit 4.
+    expect(await run(['perms', 'revoke', 'sage', '--user', 'nobody'], f.io)).toBe(4);
   });
 
   it('apps submit --git builds the app document; -f sends the file as YAML', async () => {

@@ -178,12 +178,27 @@ export function appsCommands(program: Command, io: Io): void {
     });
 
   grantee(perms.command('revoke <target>').description('Remove grants on NAMESPACE or NAMESPACE/REPOSITORY'))
-    .option('-p, --permission <level>', 'only this level (default: every level of the grantee)')
+    .option('-p, --permission <level>', 'only this level (default: every level the grantee holds there)')
     .option('--all', 'remove every grant except the owner\'s')
     .action(async (target: string, opts: { user?: string; group?: string; public?: boolean; permission?: string; all?: boolean }, cmd: Command) => {
       const ctx = ctxOf(cmd, io);
-      const change = opts.all ? { operation: 'delete' } : { operation: 'delete', ...who(opts), ...(opts.permission ? { permission: level(opts.permission) } : {}) };
-      const body = await ctx.client().json('PUT', `/permissions/${resourceRef(target)}`, { json: change });
-      ctx.ui.result(body ?? change, `Revoked on ${target}`);
+      const client = ctx.client();
+      const at = `/permissions/${resourceRef(target)}`;
+      if (opts.all) {
+        const body = await client.json('PUT', at, { json: { operation: 'delete' } });
+        return ctx.ui.result(body ?? { operation: 'delete' }, `Revoked every grant on ${target} but the owner's`);
+      }
+      const grantee = who(opts);
+      // A delete names one grant completely: without -p, every level the grantee holds here.
+      let levels: string[];
+      if (opts.permission) levels = [level(opts.permission)];
+      else {
+        const grants = await client.json<{ granteeType: string; grantee: string; permission: string; resourceName?: string }[]>('GET', at);
+        levels = grants.filter((g) => g.granteeType === grantee.granteeType && g.grantee === grantee.grantee && (!g.resourceName || g.resourceName === target)).map((g) => g.permission);
+        if (!levels.length) throw new CliError(`${grantee.granteeType} ${grantee.grantee} holds no grant on ${target}`, EXIT.notFound);
+      }
+      const results = [];
+      for (const permission of levels) results.push(await client.json('PUT', at, { json: { operation: 'delete', ...grantee, permission } }));
+      ctx.ui.result({ revoked: levels, ...grantee, results }, `Revoked ${levels.join(', ')} on ${target} from ${grantee.granteeType} ${grantee.grantee}`);
     });
 }

@@ -136,4 +136,30 @@ describe('dockyard commands (fake gateway)', () => {
     expect(await run(['whoami'], h.io)).toBe(3);
     expect(h.seen).toEqual([]);
   });
+
+  it('login --user: password from stdin to /login, a token made with the session cookie, the session ended; logout revokes that token', async () => {
+    const base = { HOME: home };
+    const f = fakeIo(
+      base,
+      (req) => {
+        if (req.url.endsWith('/login')) return new Response('{"login":"success"}', { headers: { 'set-cookie': 'session=abc; Path=/; HttpOnly' } });
+        if (req.url.endsWith('/auth/tokens')) return json({ id: 42, name: 'x', token: 'made-token' }, 201);
+        if (req.url.endsWith('/logout')) return json({});
+        return json({ id: 'u1', login: 'me', admin: false, approved: true, groups: [] });
+      },
+      'pa ss\n',
+    );
+    expect(await run(['--url', 'http://gw.test', 'login', '--user', 'me', '--password-stdin'], f.io)).toBe(0);
+    expect(f.seen.map((s) => `${s.method} ${new URL(s.url).pathname}`)).toEqual(['POST /login', 'POST /auth/tokens', 'POST /logout', 'GET /auth/whoami']);
+    expect(JSON.parse(f.seen[0].body!)).toEqual({ login: 'me', password: 'pa ss' });
+    expect(f.seen[1].headers.cookie).toBe('session=abc');
+    expect(f.seen[3].headers.authorization).toBe('Bearer made-token');
+    const stored = JSON.parse((await import('node:fs')).readFileSync(path.join(home, '.config/dockyard/config.json'), 'utf8'));
+    expect(stored).toEqual({ url: 'http://gw.test', token: 'made-token', login: 'me', tokenId: '42' });
+    // The password is never stored.
+    expect(JSON.stringify(stored)).not.toContain('pa ss');
+    const g = fakeIo(base, () => json({}));
+    expect(await run(['logout'], g.io)).toBe(0);
+    expect(g.seen.map((s) => `${s.method} ${s.url} ${s.headers.authorization}`)).toEqual(['DELETE http://gw.test/auth/tokens/42 Bearer made-token']);
+  });
 });

@@ -23,7 +23,9 @@ export class Ui {
     private readonly out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout,
     private readonly err: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr,
   ) {
-    this.interactive = !json && Boolean(out.isTTY) && Boolean(err.isTTY) && !process.env.CI;
+    // A terminal that reports no width (e.g. a pty nobody sized) makes redrawing spinners misbehave.
+    const width = (err as { columns?: number }).columns;
+    this.interactive = !json && Boolean(out.isTTY) && Boolean(err.isTTY) && !process.env.CI && (width === undefined || width > 0);
   }
 
   /** The result of a command: `value` as JSON under --json, else `human` (a string or lines). */

@@ -78,6 +78,8 @@ describe('dockyard CLI against the running platform', () => {
   }, 400_000);
   afterAll(async () => {
     daemon?.stop();
+    // The images this file made: the ECR build's and the Kabuto image's (engine-side tags).
+    for (const ref of [`127.0.0.1:5000/${ns}/hello:1.0`, '127.0.0.1:5000/kabuto/testuser/clie2e:latest']) await run('docker', ['rmi', ref]).catch(() => undefined);
     await stack?.stop();
     if (process.env.DOCKYARD_CLI_TEST_URL && dir) rmSync(dir, { recursive: true, force: true });
   });

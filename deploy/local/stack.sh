@@ -68,6 +68,7 @@ cmd_up() {
 Dockyard is up: http://127.0.0.1:$GATEWAY_PORT   (API reference: http://127.0.0.1:$GATEWAY_PORT/docs)
 Admin token:    $DOCKYARD_ADMIN_TOKEN
 Try:            curl -H "Authorization: Bearer $DOCKYARD_ADMIN_TOKEN" http://127.0.0.1:$GATEWAY_PORT/auth/whoami
+CLI:            pnpm exec dockyard login --url http://127.0.0.1:$GATEWAY_PORT   (then: pnpm exec dockyard --help)
 Logs:           make logs      Stop: make down
 EOT
 }

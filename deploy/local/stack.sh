@@ -8,7 +8,8 @@
 #   status  one line per process
 # Environment: DATABASE_URL (absent: each service keeps an embedded PGlite database in
 # $DOCKYARD_DATA_DIR/<service>/db), DOCKYARD_DATA_DIR (default .data), DOCKYARD_SEED_TEST_USERS,
-# any other DOCKYARD_* variable from the README. The admin token and the internal secret are
+# DOCKYARD_STACK_WAIT (seconds to wait for /readyz, default 300), any other DOCKYARD_* variable
+# from the README. The admin token and the internal secret are
 # made once and kept (0600) in $RUN_DIR.
 set -euo pipefail
 
@@ -59,7 +60,7 @@ cmd_up() {
   done
   start_node gateway gateway "$GATEWAY_PORT" "${DOCKYARD_GATEWAY_HOST:-0.0.0.0}"
   log "waiting for http://127.0.0.1:$GATEWAY_PORT/readyz"
-  if ! WAIT_TIMEOUT=120 wait_for curl -fsS -m 3 -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/readyz"; then
+  if ! WAIT_TIMEOUT=${DOCKYARD_STACK_WAIT:-300} wait_for curl -fsS -m 3 -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/readyz"; then
     curl -sS -m 5 "http://127.0.0.1:$GATEWAY_PORT/readyz" >&2 || true
     die "the stack did not become ready; see $LOG_DIR/stack-*.log"
   fi

@@ -66,6 +66,9 @@ export function createApp(opts: AppOptions): FastifyInstance {
     schemaErrorFormatter: formatValidationErrors,
     routerOptions: { ignoreTrailingSlash: true },
     logController: new LogController({ disableRequestLogging: opts.requestLogging === false }),
+    // Fastify's 10 s per plugin is too short when a busy host starts every service at once (PGlite,
+    // migrations, the OpenAPI docs): a slow start is not a failed one. A start that truly hangs still ends.
+    pluginTimeout: 120_000,
     ...opts.fastify,
   });
 

@@ -163,7 +163,7 @@ export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const { stdout } = await run(script, ['up'], { env: stackEnv, timeout: 170_000 });
+    const { stdout } = await run(script, ['up'], { env: stackEnv, timeout: 330_000 });
     const adminToken = /Admin token:\s+(\S+)/.exec(stdout)?.[1];
     if (!adminToken) throw new Error(`stack.sh up printed no admin token:\n${stdout}`);
     const internalSecret = readFileSync(path.join(dir, 'run/internal-secret'), 'utf8').trim();

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { gitDaemon, type Stack } from '@dockyard/kit/testing';
-import { startPatientStack } from '../bench/console/stack.js';
+import { startConsoleStack } from '../bench/console/stack.js';
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, '..');
@@ -28,7 +28,7 @@ describe('web console', () => {
     mkdirSync(shots, { recursive: true });
     // The bundle the gateway serves (make generate builds it; build it here if a run skipped that).
     await run('pnpm', ['--filter', '@dockyard/console', 'run', 'generate'], { cwd: root });
-    stack = await startPatientStack();
+    stack = await startConsoleStack();
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],

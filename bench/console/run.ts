@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Browser } from 'playwright-core';
-import { startPatientStack } from './stack.js';
+import { startConsoleStack } from './stack.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -57,7 +57,7 @@ async function measure(browser: Browser, url: string, selector: string, token?: 
   return r;
 }
 
-const stack = await startPatientStack();
+const stack = await startConsoleStack();
 let browser: Browser | undefined;
 try {
   browser = await chromium.launch({

@@ -179,17 +179,17 @@ export interface components {
             paths: Record<string, never>;
         };
         Readiness: {
-            /** @description Keyed by service name */
-            services: {
+            /** @description Keyed by service name (and `nats`, the gateway's own connection) */
+            checks: {
                 [key: string]: components["schemas"]["ServiceReadiness"];
             };
             /** @enum {string} */
-            status: "ready" | "not_ready";
+            status: "ready" | "not ready";
         };
         ServiceReadiness: {
             /** @description What is not ready (database, NATS, unreachable) */
             error?: string;
-            ready: boolean;
+            ok: boolean;
         };
     };
     responses: never;
@@ -411,24 +411,27 @@ export interface operations {
                     /**
                      * @example {
                      *       "status": "ready",
-                     *       "services": {
+                     *       "checks": {
                      *         "permissions": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "registry": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "build": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "execution": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "source-cache": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "process": {
-                     *           "ready": true
+                     *           "ok": true
+                     *         },
+                     *         "nats": {
+                     *           "ok": true
                      *         }
                      *       }
                      *     }
@@ -444,26 +447,29 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "status": "not_ready",
-                     *       "services": {
+                     *       "status": "not ready",
+                     *       "checks": {
                      *         "permissions": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "registry": {
-                     *           "ready": false,
-                     *           "error": "database: connection refused"
+                     *           "ok": false,
+                     *           "error": "connect ECONNREFUSED 127.0.0.1:7102"
                      *         },
                      *         "build": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "execution": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "source-cache": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "process": {
-                     *           "ready": true
+                     *           "ok": true
+                     *         },
+                     *         "nats": {
+                     *           "ok": true
                      *         }
                      *       }
                      *     }

@@ -280,7 +280,7 @@ export interface components {
             name: string;
         };
         /**
-         * @description A namespace or repository name (lower-case letters, digits, `-`, `_`, `.`).
+         * @description A namespace or repository name (lower-case letters, digits, `-`, `_`, `.`), starting with a letter or digit (the registry's rule).
          * @example sage
          */
         ResourceName: string;

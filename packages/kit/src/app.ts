@@ -64,7 +64,9 @@ export function createApp(opts: AppOptions): FastifyInstance {
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { strict: false, removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaErrorFormatter: formatValidationErrors,
-    routerOptions: { ignoreTrailingSlash: true },
+    // A long path parameter is the route's schema's to refuse (400 naming it) or a 404, not the
+    // router's 414 in Fastify's own body shape: the URL is already bounded by Node's header limit.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 16 * 1024 },
     logController: new LogController({ disableRequestLogging: opts.requestLogging === false }),
     // Fastify's 10 s per plugin is too short when a busy host starts every service at once (PGlite,
     // migrations, the OpenAPI docs): a slow start is not a failed one. A start that truly hangs still ends.

@@ -280,7 +280,7 @@ export interface components {
             name: string;
         };
         /**
-         * @description A namespace or repository name (lower-case letters, digits, `-`, `_`, `.`).
+         * @description A namespace or repository name (lower-case letters, digits, `-`, `_`, `.`), starting with a letter or digit (the registry's rule).
          * @example sage
          */
         ResourceName: string;
@@ -342,6 +342,15 @@ export interface operations {
                     "application/json": components["schemas"]["EcrBuild"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Unusable credential, or the caller lacks READ */
             401: {
                 headers: {
@@ -395,6 +404,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["EcrBuildQueued"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unusable credential, or the caller lacks FULL_CONTROL */
@@ -463,6 +481,15 @@ export interface operations {
                     "application/json": components["schemas"]["EcrBuild"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Unusable credential, or the caller lacks FULL_CONTROL */
             401: {
                 headers: {
@@ -523,6 +550,15 @@ export interface operations {
                      *     #1 DONE 0.0s
                      */
                     "text/plain": string;
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unusable credential, or the caller lacks READ */
@@ -653,6 +689,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getImage: {
@@ -683,6 +728,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["ImagesById"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -728,6 +782,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ImageBuildStatus"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */

@@ -448,6 +448,15 @@ export interface operations {
                     "application/json": components["schemas"]["LogLine"][];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
                 headers: {
@@ -504,6 +513,15 @@ export interface operations {
                     "application/json": components["schemas"]["LogLine"][];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
                 headers: {
@@ -549,6 +567,15 @@ export interface operations {
                      *     data: {"id": 1, "job": 1, "logline": "hello world"}
                      */
                     "text/event-stream": string;
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -674,6 +701,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getPipeline: {
@@ -711,6 +747,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["PipelinesById"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -816,6 +861,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deletePipeline: {
@@ -841,6 +895,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["StatusMessage"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -960,6 +1023,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A Kabuto image id could not be looked up (the build service did not answer) */
             503: {
                 headers: {
@@ -1016,6 +1088,15 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["JobsById"];
                     "application/zip": string;
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -1083,6 +1164,15 @@ export interface operations {
                     "application/json": components["schemas"]["StatusMessage"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
                 headers: {
@@ -1138,6 +1228,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobsById"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
                 headers: {
@@ -1186,6 +1285,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobsById"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -1246,6 +1354,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["SubmitResult"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */

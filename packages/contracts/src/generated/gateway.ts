@@ -184,17 +184,17 @@ export interface components {
             paths: Record<string, never>;
         };
         Readiness: {
-            /** @description Keyed by service name */
-            services: {
+            /** @description Keyed by service name (and `nats`, the gateway's own connection) */
+            checks: {
                 [key: string]: components["schemas"]["ServiceReadiness"];
             };
             /** @enum {string} */
-            status: "ready" | "not_ready";
+            status: "ready" | "not ready";
         };
         ServiceReadiness: {
             /** @description What is not ready (database, NATS, unreachable) */
             error?: string;
-            ready: boolean;
+            ok: boolean;
         };
     };
     responses: never;
@@ -336,6 +336,15 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description Not one of the six services. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The service did not answer */
             502: {
                 headers: {
@@ -410,24 +419,27 @@ export interface operations {
                     /**
                      * @example {
                      *       "status": "ready",
-                     *       "services": {
+                     *       "checks": {
                      *         "permissions": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "registry": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "build": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "execution": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "source-cache": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "process": {
-                     *           "ready": true
+                     *           "ok": true
+                     *         },
+                     *         "nats": {
+                     *           "ok": true
                      *         }
                      *       }
                      *     }
@@ -443,26 +455,29 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "status": "not_ready",
-                     *       "services": {
+                     *       "status": "not ready",
+                     *       "checks": {
                      *         "permissions": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "registry": {
-                     *           "ready": false,
-                     *           "error": "database: connection refused"
+                     *           "ok": false,
+                     *           "error": "connect ECONNREFUSED 127.0.0.1:7102"
                      *         },
                      *         "build": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "execution": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "source-cache": {
-                     *           "ready": true
+                     *           "ok": true
                      *         },
                      *         "process": {
-                     *           "ready": true
+                     *           "ok": true
+                     *         },
+                     *         "nats": {
+                     *           "ok": true
                      *         }
                      *       }
                      *     }

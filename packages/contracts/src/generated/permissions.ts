@@ -719,6 +719,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getGroup: {
@@ -739,6 +748,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -784,6 +802,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["DeletedCount"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -836,6 +863,15 @@ export interface operations {
                     "application/json": components["schemas"]["Group"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
                 headers: {
@@ -884,6 +920,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -988,6 +1033,15 @@ export interface operations {
                     "application/json": components["schemas"]["Token"][];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
                 headers: {
@@ -1008,6 +1062,15 @@ export interface operations {
                      *       "error": "Only an admin may list another user's tokens"
                      *     }
                      */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such user (the `login` query names none). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1083,6 +1146,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     revokeToken: {
@@ -1103,6 +1175,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Token"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -1149,6 +1230,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["User"][];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -1241,6 +1331,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getUser: {
@@ -1263,8 +1362,26 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Anonymous caller or unusable credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Only admins read another user's record. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1311,6 +1428,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["DeletedCount"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Anonymous caller or unusable credential */
@@ -1418,6 +1544,15 @@ export interface operations {
             };
             /** @description The e-mail is taken */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1556,6 +1691,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     logout: {
@@ -1614,6 +1758,15 @@ export interface operations {
                      *     ]
                      */
                     "application/json": components["schemas"]["Permission"][];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description No usable credential, or the caller lacks READ_ACP */
@@ -1726,6 +1879,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listRepositoryPermissions: {
@@ -1758,6 +1920,15 @@ export interface operations {
                      *     ]
                      */
                     "application/json": components["schemas"]["Permission"][];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description No usable credential, or the caller lacks READ_ACP */
@@ -1854,6 +2025,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     registerAccount: {
@@ -1927,6 +2107,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     confirmAccount: {
@@ -1953,6 +2142,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["ConfirmResponse"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unknown login or wrong token */

@@ -347,6 +347,15 @@ export interface operations {
                     "application/x-tar": string;
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Missing or unusable credential */
             401: {
                 headers: {
@@ -430,6 +439,15 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Missing or unusable credential */
             401: {
                 headers: {
@@ -470,6 +488,15 @@ export interface operations {
                     "application/json": components["schemas"]["ProcessStatus"][];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Missing or unusable credential */
             401: {
                 headers: {
@@ -501,6 +528,15 @@ export interface operations {
                 };
                 content: {
                     "application/zip": string;
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing or unusable credential */
@@ -564,6 +600,15 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Missing or unusable credential */
             401: {
                 headers: {
@@ -612,6 +657,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["ProcessStatus"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing or unusable credential */
@@ -700,6 +754,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     createRecordingDefinition: {
@@ -756,6 +819,15 @@ export interface operations {
             };
             /** @description The upload is too large (Dockyard) */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -821,6 +893,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     defineSbom: {
@@ -877,6 +958,15 @@ export interface operations {
             };
             /** @description The upload is too large (Dockyard) */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

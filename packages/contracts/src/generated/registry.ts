@@ -602,6 +602,15 @@ export interface operations {
                     "application/json": components["schemas"]["AppVersionSummary"][];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Unusable credential, or the caller lacks READ */
             401: {
                 headers: {
@@ -686,6 +695,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["App"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description No usable credential, or the caller lacks READ */
@@ -921,6 +939,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteApp: {
@@ -948,6 +975,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["DeletedCount"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description No usable credential, the caller lacks FULL_CONTROL, or the app is frozen and the caller is not an admin */
@@ -1000,6 +1036,15 @@ export interface operations {
                     "image/jpeg": string;
                     "image/png": string;
                     "text/markdown": string;
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unusable credential, or the caller lacks READ */
@@ -1135,6 +1180,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getNamespace: {
@@ -1168,6 +1222,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["NamespaceWithRepositories"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unusable credential, or the caller may not read the namespace */
@@ -1223,6 +1286,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["DeletedCount"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unusable credential, or the caller lacks FULL_CONTROL */
@@ -1291,6 +1363,15 @@ export interface operations {
                     "application/json": components["schemas"]["Repository"][];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Unusable credential, or the caller may not read the namespace */
             401: {
                 headers: {
@@ -1339,6 +1420,15 @@ export interface operations {
                     "application/json": components["schemas"]["Repository"];
                 };
             };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Unusable credential, or the caller lacks READ */
             401: {
                 headers: {
@@ -1383,6 +1473,15 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["DeletedCount"];
+                };
+            };
+            /** @description Malformed path or query parameter; the message names it. Dockyard checks parameters before any lookup (the original API answered 404 or 500 for some of these, or had no check). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unusable credential, or the caller lacks FULL_CONTROL */
@@ -1542,6 +1641,15 @@ export interface operations {
             };
             /** @description The body exceeds 32 KiB */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body's content type is not one this operation reads (Dockyard's uniform answer; the original APIs answered 400 or 500). */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

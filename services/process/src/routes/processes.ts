@@ -35,32 +35,38 @@ interface Upload {
 async function readForm(request: FastifyRequest, staging: string, fields: Set<string>, maxBytes: number): Promise<Upload> {
   if (!request.isMultipart()) throw badRequest('The request must be multipart/form-data with a file field');
   const form: Upload = { file: '', tag: null, dockerfile: 'Dockerfile' };
-  for await (const part of request.parts()) {
-    if (part.type === 'file') {
-      const file = part as MultipartFile;
-      if (file.fieldname !== 'file') {
-        file.file.resume();
-        throw badRequest(`Field ${file.fieldname} not supported (the zip goes in the file field)`);
-      }
-      if (form.file) {
-        file.file.resume();
-        throw badRequest('file: only one file may be uploaded');
-      }
-      form.file = path.join(staging, 'upload.zip');
-      await pipeline(file.file, createWriteStream(form.file));
-      if (file.file.truncated) throw new HttpError(413, `file: the upload is larger than the limit of ${maxBytes} bytes`);
-    } else {
-      const field = part as MultipartValue<unknown>;
-      if (!fields.has(field.fieldname)) throw badRequest(`Field ${field.fieldname} not supported`);
-      const value = String(field.value ?? '');
-      if (field.fieldname === 'tag') {
-        if (value.length > 255) throw badRequest('tag: at most 255 characters');
-        form.tag = value || null;
-      } else if (field.fieldname === 'dockerfile') {
-        if (!SAFE_PATH.test(value)) throw badRequest(`dockerfile: "${value}" must be a relative path inside the archive`);
-        form.dockerfile = value;
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        const file = part as MultipartFile;
+        if (file.fieldname !== 'file') {
+          file.file.resume();
+          throw badRequest(`Field ${file.fieldname} not supported (the zip goes in the file field)`);
+        }
+        if (form.file) {
+          file.file.resume();
+          throw badRequest('file: only one file may be uploaded');
+        }
+        form.file = path.join(staging, 'upload.zip');
+        await pipeline(file.file, createWriteStream(form.file));
+        if (file.file.truncated) throw new HttpError(413, `file: the upload is larger than the limit of ${maxBytes} bytes`);
+      } else {
+        const field = part as MultipartValue<unknown>;
+        if (!fields.has(field.fieldname)) throw badRequest(`Field ${field.fieldname} not supported`);
+        const value = String(field.value ?? '');
+        if (field.fieldname === 'tag') {
+          if (value.length > 255) throw badRequest('tag: at most 255 characters');
+          form.tag = value || null;
+        } else if (field.fieldname === 'dockerfile') {
+          if (!SAFE_PATH.test(value)) throw badRequest(`dockerfile: "${value}" must be a relative path inside the archive`);
+          form.dockerfile = value;
+        }
       }
     }
+  } catch (err) {
+    // busboy's own errors (no boundary, a truncated or malformed body) are the client's: 400, not 500.
+    if (!(err instanceof HttpError) && /^Multipart: |Unexpected end of (form|multipart)|Malformed part header/.test((err as Error).message)) throw badRequest(`Malformed multipart body: ${(err as Error).message}`);
+    throw err;
   }
   if (!form.file) throw badRequest('file: required (the zip file)');
   return form;

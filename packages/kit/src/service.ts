@@ -32,7 +32,7 @@ export async function createService<C extends PrismaLike>(opts: ServiceOptions<C
     migrationsDir: opts.migrationsDir,
     createClient: (adapter: DriverAdapter) => new opts.PrismaClient({ adapter }),
   });
-  await app.register(natsPlugin, { servers: config.DOCKYARD_NATS_URL, prefix: config.DOCKYARD_NATS_PREFIX, name: service });
+  await app.register(natsPlugin, { servers: config.DOCKYARD_NATS_URL, prefix: config.DOCKYARD_NATS_PREFIX, name: service, replicas: config.DOCKYARD_NATS_REPLICAS });
   await app.register(blobPlugin, { root: config.DOCKYARD_BLOB_DIR ?? path.join(dataDir, 'blobs') });
   return app;
 }

@@ -24,7 +24,7 @@ export interface RunWorkerOptions {
 
 /**
  * The one shape every service's worker starts in: only when DOCKYARD_ROLE is `worker` or `all`;
- * made and started once the app is ready; when that fails (e.g. the Docker engine is down) the API
+ * made and started in the background once the app is ready (`ready()` does not wait for it); when that fails (e.g. the Docker engine is down) the API
  * still serves and the worker keeps trying every `retryMs`; on shutdown (before NATS drains) the
  * retry is cancelled and a started worker stopped, handing its unfinished work back to the queue.
  * Returns whether a worker will run in this process.
@@ -48,9 +48,10 @@ export function runWorker(app: FastifyInstance, config: Role, create: () => Back
       retry = setTimeout(() => void (attempt = start()), retryMs);
     }
   };
+  // Not awaited: a start is slow on a loaded machine or a NATS cluster electing leaders, and
+  // Fastify fails an onReady hook that takes over its plugin timeout. Work waits in the queue.
   app.addHook('onReady', async () => {
     attempt = start();
-    await attempt;
   });
   app.addHook('preClose', async () => {
     closing = true;

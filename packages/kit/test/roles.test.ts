@@ -48,6 +48,7 @@ describe('DOCKYARD_ROLE and runWorker (one worker start shape for every service)
     const { worker, calls } = fakeWorker(1000);
     runWorker(app, { DOCKYARD_ROLE: 'all' }, () => worker, { name: 'w', retryMs: 60_000 });
     await app.ready();
+    for (let i = 0; i < 200 && calls.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
     await app.close();
     expect(calls).toEqual(['start', 'stop']);
   });

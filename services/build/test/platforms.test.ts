@@ -8,7 +8,7 @@ import tar from 'tar-stream';
 import type { FastifyInstance } from 'fastify';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { putBuildContext, request } from '@dockyard/kit';
-import { testEnv, type TestEnv } from '@dockyard/kit/testing';
+import { testEnv, until, type TestEnv } from '@dockyard/kit/testing';
 import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
 import { as, buildEnded, dropStreams, removeImages, startBuild, user, waitFor } from './helpers.js';
 
@@ -32,6 +32,13 @@ describe('build roles and platform routing: api queues, each worker gets only it
     api = await startBuild(env, { DOCKYARD_ROLE: 'api' });
     amd64 = await startBuild(env, { DOCKYARD_ROLE: 'worker', DOCKYARD_BUILD_PLATFORMS: 'linux/amd64', DOCKYARD_BUILD_CONCURRENCY: '1' });
     s390x = await startBuild(env, { DOCKYARD_ROLE: 'worker', DOCKYARD_BUILD_PLATFORMS: 'linux/s390x', DOCKYARD_BUILD_CONCURRENCY: '1' });
+    // Workers start in the background once ready: wait for their consumers.
+    const jsm = await jetstreamManager(api.nats);
+    await until(async () => {
+      let n = 0;
+      for await (const _ of jsm.consumers.list(api.subjects.stream('BUILD_WORK'))) n++;
+      return n === 3 ? true : undefined;
+    }, 'build workers consuming', 60_000);
   }, 120_000);
   afterAll(async () => {
     for (const app of [s390x, amd64, api]) await app?.close();

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BalancedPool, Pool, errors, type Dispatcher } from 'undici';
+import { Pool, errors, type Dispatcher } from 'undici';
 import { HttpError, IDENTITY_HEADER } from '@dockyard/kit';
 
 // Never forwarded upstream: hop-by-hop headers, the client's credential (the service gets the
@@ -18,15 +18,70 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
+/** Methods a client may repeat without changing the outcome (RFC 9110 9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+const codeOf = (err: unknown): string | undefined => {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.cause?.code ?? e?.code;
+};
+
 /**
- * Forwards requests to one service over a keep-alive undici pool (a balanced pool across replicas).
- * Bodies stream both ways and are never buffered. The answer is written straight to the socket
- * (`reply.hijack()`): piping a stream through `reply.send` costs more than the proxying itself.
- * `onResponse` hooks (metrics, access log) still run.
+ * Whether a failed attempt provably never reached the service, so the next replica may take it:
+ * the connection was refused (nothing was sent), or it was reset before any byte of the body left
+ * and the request is idempotent or has a body the service never saw (a service does not act on a
+ * request whose body it has not received).
+ */
+export function neverReceived(err: unknown, method: string, body: Readable | null): boolean {
+  const code = codeOf(err);
+  if (code === 'ECONNREFUSED') return !body || !body.readableDidRead;
+  const reset = code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CLOSED';
+  if (!reset) return false;
+  return body ? !body.readableDidRead : IDEMPOTENT.has(method);
+}
+
+/**
+ * One attempt's view of the client's body: reads the client stream only once the upstream pulls
+ * (undici does after connecting), and destroying it (undici does when the attempt fails) leaves the
+ * client stream whole if nothing was read yet, so the next replica can still be sent the body.
+ */
+class AttemptBody extends Readable {
+  private started = false;
+  constructor(private readonly source: Readable) {
+    super();
+  }
+  override _read(): void {
+    if (this.started) {
+      this.source.resume();
+      return;
+    }
+    this.started = true;
+    this.source.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) this.source.pause();
+    });
+    this.source.once('end', () => this.push(null));
+    this.source.once('error', (err) => this.destroy(err));
+    this.source.resume();
+  }
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.started) this.source.destroy(err ?? undefined);
+    callback(err);
+  }
+}
+
+/**
+ * Forwards requests to one service over keep-alive undici pools, one per replica, taken in turn
+ * (round robin). A request a replica provably never received (connection refused, or reset before
+ * any of it was sent: {@link neverReceived}) goes on to the next replica, so a dead or restarting
+ * replica costs no failed request while another is up. Bodies stream both ways and are never
+ * buffered. The answer is written straight to the socket (`reply.hijack()`): piping a stream
+ * through `reply.send` costs more than the proxying itself. `onResponse` hooks (metrics, access log)
+ * still run.
  */
 export function createForwarder(service: string, upstreams: string[]): Forwarder {
   const options = { connections: 256, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 300_000, bodyTimeout: 0 };
-  const dispatcher: Dispatcher = upstreams.length > 1 ? new BalancedPool(upstreams, options) : new Pool(upstreams[0], options);
+  const pools: Dispatcher[] = upstreams.map((u) => new Pool(u, options));
+  let turn = 0;
 
   return {
     async forward(request, reply, path, identityToken) {
@@ -35,27 +90,39 @@ export function createForwarder(service: string, upstreams: string[]): Forwarder
       headers[IDENTITY_HEADER] = identityToken;
       headers['x-request-id'] = request.id;
       const hasBody = !METHODS_WITHOUT_BODY.has(request.method) || request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined;
-      const body = hasBody ? ((request.body as Readable | undefined) ?? request.raw) : null;
-      try {
-        // stream() hands the answer straight to the client socket: no intermediate Readable, and
-        // when the client goes away the upstream request is aborted.
-        await dispatcher.stream({ path, method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body }, ({ statusCode, headers: upstreamHeaders }) => {
-          const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
-          for (const name in upstreamHeaders) if (!RESPONSE_DROP.has(name)) out[name] = upstreamHeaders[name];
-          reply.hijack();
-          reply.raw.writeHead(statusCode, out);
-          return reply.raw;
-        });
-      } catch (err) {
-        if (reply.raw.headersSent) {
-          if (!reply.raw.destroyed) request.log.warn({ err, service }, 'streaming the answer failed');
+      const source = hasBody ? ((request.body as Readable | undefined) ?? request.raw) : null;
+      const first = turn;
+      turn = (turn + 1) % pools.length;
+      for (let attempt = 0; ; attempt++) {
+        const pool = pools[(first + attempt) % pools.length];
+        // A single replica needs no second chance: its pool reads the client's stream directly.
+        const body = source && pools.length > 1 ? new AttemptBody(source) : source;
+        try {
+          // stream() hands the answer straight to the client socket: no intermediate Readable, and
+          // when the client goes away the upstream request is aborted.
+          await pool.stream({ path, method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body }, ({ statusCode, headers: upstreamHeaders }) => {
+            const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
+            for (const name in upstreamHeaders) if (!RESPONSE_DROP.has(name)) out[name] = upstreamHeaders[name];
+            reply.hijack();
+            reply.raw.writeHead(statusCode, out);
+            return reply.raw;
+          });
           return;
+        } catch (err) {
+          if (reply.raw.headersSent) {
+            if (!reply.raw.destroyed) request.log.warn({ err, service }, 'streaming the answer failed');
+            return;
+          }
+          if (attempt + 1 < pools.length && !source?.destroyed && neverReceived(err, request.method, body)) {
+            request.log.warn({ err, service, upstream: upstreams[(first + attempt) % pools.length] }, 'upstream did not take the request; trying the next replica');
+            continue;
+          }
+          request.log.warn({ err, service }, 'upstream request failed');
+          if (err instanceof errors.HeadersTimeoutError) throw new HttpError(504, `Service ${service} did not answer in time`);
+          throw new HttpError(502, `Service ${service} is unavailable`);
         }
-        request.log.warn({ err, service }, 'upstream request failed');
-        if (err instanceof errors.HeadersTimeoutError) throw new HttpError(504, `Service ${service} did not answer in time`);
-        throw new HttpError(502, `Service ${service} is unavailable`);
       }
     },
-    close: () => dispatcher.close(),
+    close: async () => void (await Promise.all(pools.map((p) => p.close()))),
   };
 }

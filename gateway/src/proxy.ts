@@ -12,7 +12,7 @@ interface ProxyOptions {
 const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
 
 /**
- * Routes every method under a service's prefixes to it (round-robin across its replicas),
+ * Routes every method under a service's prefixes to it (round robin across its replicas, a request no replica received going on to the next),
  * streaming bodies both ways: no body is parsed or buffered here.
  */
 export const serviceProxy: FastifyPluginAsync<ProxyOptions> = async (app, opts) => {

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
-import type { Subjects } from './nats.js';
+import { replicasOf, type Subjects } from './nats.js';
 
 /**
  * Build contexts handed to the build service over NATS (`build.request`, contracts #3) travel
@@ -22,7 +22,7 @@ async function store(nc: NatsConnection, subjects: Subjects): Promise<ObjectStor
   let os = byName.get(name);
   if (!os) {
     // create() opens the bucket when it exists already.
-    os = new Objm(nc).create(name, { ttl: 24 * 3600 * 1_000_000_000 });
+    os = new Objm(nc).create(name, { ttl: 24 * 3600 * 1_000_000_000, replicas: replicasOf(nc) });
     byName.set(name, os);
     os.catch(() => byName.delete(name));
   }

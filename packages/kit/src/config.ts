@@ -23,6 +23,7 @@ export const baseConfigShape = {
   DOCKYARD_PORT: port,
   DOCKYARD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DOCKYARD_DATA_DIR: z.string().min(1).default('.data'),
+  /** `api`: HTTP routes and NATS request/reply, no background consumers; `worker`: the consumers and a health/metrics listener only; `all`: both. */
   DOCKYARD_ROLE: z.enum(['all', 'api', 'worker']).default('all'),
   DATABASE_URL: z
     .string()
@@ -33,6 +34,8 @@ export const baseConfigShape = {
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier')
     .optional(),
   DOCKYARD_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be nats://host:port (comma-separate several)').default('nats://127.0.0.1:4222'),
+  /** Replicas of every JetStream stream this deployment creates (3 on a 3-node NATS cluster). */
+  DOCKYARD_NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   DOCKYARD_NATS_PREFIX: z
     .string()
     .regex(/^([A-Za-z0-9_-]+\.)?$/, 'must be empty or a subject token followed by a dot, e.g. "test1."')

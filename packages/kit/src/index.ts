@@ -17,3 +17,4 @@ export * from './docker.js';
 export * from './permissions.js';
 export * from './build-context.js';
 export * from './serve-concurrent.js';
+export * from './roles.js';

@@ -14,15 +14,30 @@ import { HttpError } from './errors.js';
 
 export { headers, nanos, type NatsConnection, type JsMsg };
 
-/** Connects to NATS, reconnecting forever: a broker restart must not take a service down. */
-export async function connectNats(servers: string, name: string): Promise<NatsConnection> {
-  return connect({
-    servers: servers.split(',').map((s) => s.trim()),
+// The stream replicas each connection's deployment asked for (DOCKYARD_NATS_REPLICAS), so every
+// ensureStream on that connection creates its streams alike without threading the setting through.
+const streamReplicas = new WeakMap<NatsConnection, number>();
+
+/** The replicas streams created on `nc` get (set by {@link connectNats}; 1 when not set). */
+export function replicasOf(nc: NatsConnection): number {
+  return streamReplicas.get(nc) ?? 1;
+}
+
+/**
+ * Connects to NATS, reconnecting forever: a broker restart must not take a service down.
+ * `servers` may list several comma-separated URLs (a cluster); the client picks one and moves to
+ * another when it goes away (and learns the rest of the cluster from the server it reached).
+ */
+export async function connectNats(servers: string, name: string, opts: { replicas?: number } = {}): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: servers.split(',').map((s) => s.trim()).filter(Boolean),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: false,
   });
+  if (opts.replicas) streamReplicas.set(nc, opts.replicas);
+  return nc;
 }
 
 const codec = { encode: (v: unknown) => new TextEncoder().encode(JSON.stringify(v)), decode: <T>(b: Uint8Array) => JSON.parse(new TextDecoder().decode(b)) as T };
@@ -96,20 +111,34 @@ export class EventPublisher {
   }
 }
 
-/** Adds a stream if missing, or updates its subjects if it exists. */
+/**
+ * Adds a stream if missing, or updates its subjects (and replicas) if it exists. Replicas default
+ * to the connection's DOCKYARD_NATS_REPLICAS ({@link replicasOf}).
+ */
 export async function ensureStream(
   nc: NatsConnection,
   name: string,
   subjects: string[],
   retention: RetentionPolicy = RetentionPolicy.Workqueue,
-  replicas = 1,
+  replicas = replicasOf(nc),
 ): Promise<void> {
   const jsm = await jetstreamManager(nc);
+  let info;
   try {
-    const info = await jsm.streams.info(name);
-    if (info.config.subjects?.join() !== subjects.join()) await jsm.streams.update(name, { ...info.config, subjects });
+    info = await jsm.streams.info(name);
   } catch {
-    await jsm.streams.add({ name, subjects, retention, storage: StorageType.File, num_replicas: replicas, duplicate_window: nanos(120_000) });
+    try {
+      await jsm.streams.add({ name, subjects, retention, storage: StorageType.File, num_replicas: replicas, duplicate_window: nanos(120_000) });
+      return;
+    } catch (err) {
+      // Another replica of the service created it at the same moment: update it below.
+      info = await jsm.streams.info(name).catch(() => {
+        throw err;
+      });
+    }
+  }
+  if (info.config.subjects?.join() !== subjects.join() || info.config.num_replicas !== replicas) {
+    await jsm.streams.update(name, { ...info.config, subjects, num_replicas: replicas });
   }
 }
 
@@ -117,6 +146,8 @@ export interface WorkQueueOptions<T> {
   nc: NatsConnection;
   stream: string;
   subject: string;
+  /** The stream's subjects when it holds more than `subject` (several consumers on one stream). */
+  streamSubjects?: string[];
   durable: string;
   /** Does the work and stores its result; the message is acknowledged only after it resolves. */
   handle: (payload: T, msg: JsMsg) => Promise<void>;
@@ -134,7 +165,7 @@ export interface WorkQueueOptions<T> {
  */
 export async function consumeWorkQueue<T>(opts: WorkQueueOptions<T>): Promise<() => Promise<void>> {
   const { nc, stream, subject, durable, handle, log } = opts;
-  await ensureStream(nc, stream, [subject]);
+  await ensureStream(nc, stream, opts.streamSubjects ?? [subject]);
   const jsm = await jetstreamManager(nc);
   await jsm.consumers.add(stream, {
     durable_name: durable,

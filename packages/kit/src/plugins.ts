@@ -32,9 +32,9 @@ export const databasePlugin = fp<DatabaseOptions<PrismaLike>>(
 );
 
 /** Connects to NATS (reconnecting forever), ensures the EVENTS stream, drains on shutdown. */
-export const natsPlugin = fp<{ servers: string; prefix: string; name: string }>(
+export const natsPlugin = fp<{ servers: string; prefix: string; name: string; replicas?: number }>(
   async (app, opts) => {
-    const nc = await connectNats(opts.servers, opts.name);
+    const nc = await connectNats(opts.servers, opts.name, { replicas: opts.replicas });
     const subjects = new Subjects(opts.prefix);
     const events = new EventPublisher(nc, subjects);
     await events.ensureStream();

@@ -23,7 +23,9 @@ export interface ServiceOptions<C extends PrismaLike> {
 export async function createService<C extends PrismaLike>(opts: ServiceOptions<C>): Promise<FastifyInstance> {
   const { config, service } = opts;
   const dataDir = serviceDataDir(config, service);
-  const app = createApp({ service, logLevel: config.DOCKYARD_LOG_LEVEL, bodyLimit: opts.bodyLimit, fastify: opts.fastify });
+  // A replica starting next to another waits on its migration lock (and a NATS cluster may be
+  // electing a leader): more than Fastify's 10 s plugin timeout on a loaded machine.
+  const app = createApp({ service, logLevel: config.DOCKYARD_LOG_LEVEL, bodyLimit: opts.bodyLimit, fastify: { pluginTimeout: 120_000, ...opts.fastify } });
   await app.register(identityPlugin, { secret: config.DOCKYARD_INTERNAL_SECRET });
   await app.register(databasePlugin, {
     url: config.DATABASE_URL,
@@ -32,7 +34,7 @@ export async function createService<C extends PrismaLike>(opts: ServiceOptions<C
     migrationsDir: opts.migrationsDir,
     createClient: (adapter: DriverAdapter) => new opts.PrismaClient({ adapter }),
   });
-  await app.register(natsPlugin, { servers: config.DOCKYARD_NATS_URL, prefix: config.DOCKYARD_NATS_PREFIX, name: service });
+  await app.register(natsPlugin, { servers: config.DOCKYARD_NATS_URL, prefix: config.DOCKYARD_NATS_PREFIX, name: service, replicas: config.DOCKYARD_NATS_REPLICAS });
   await app.register(blobPlugin, { root: config.DOCKYARD_BLOB_DIR ?? path.join(dataDir, 'blobs') });
   return app;
 }

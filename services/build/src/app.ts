@@ -5,6 +5,10 @@ import multipart from '@fastify/multipart';
 import {
   createService,
   dockerPlugin,
+  ensureStream,
+  runWorker,
+  runsWorkers,
+  servesApi,
   parseGitPolicy,
   PermissionsClient,
   serveRequests,
@@ -22,7 +26,7 @@ import {
 } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { BuildConfig } from './config.js';
-import { Builds } from './domain/builds.js';
+import { Builds, WORK_STREAM, WORK_SUBJECT } from './domain/builds.js';
 import { requestBuild } from './domain/requests.js';
 import { Builder } from './worker/builder.js';
 import { imageRoutes } from './routes/images.js';
@@ -57,10 +61,44 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
   const builds = new Builds(prisma, app.nats, app.subjects, app.events);
   const policy = parseGitPolicy(config.DOCKYARD_GIT_ALLOW);
   const permissions = new PermissionsClient(app.nats, app.subjects);
-  const doc = await loadDocument<OpenApiDocument>('build');
   const dataDir = serviceDataDir(config, 'build');
   app.decorate('builds', builds);
+  // Every role may publish builds (api) or consume them (worker): whichever starts first makes the queue.
+  await ensureStream(app.nats, app.subjects.stream(WORK_STREAM), [app.subjects.of(`${WORK_SUBJECT}.>`)]);
 
+  if (servesApi(config)) await buildApi(app, { config, builds, prisma, permissions, policy, limits, dataDir });
+
+  const builder = runsWorkers(config)
+    ? new Builder({
+        builds,
+        docker: app.docker,
+        nc: app.nats,
+        blobs: app.blobs,
+        log: app.log,
+        policy,
+        registry: config.DOCKYARD_REGISTRY,
+        workDir: path.join(dataDir, 'work'),
+        concurrency: config.DOCKYARD_BUILD_CONCURRENCY,
+        timeoutMs: config.DOCKYARD_BUILD_TIMEOUT_S * 1000,
+        ackWaitMs: config.DOCKYARD_BUILD_ACK_WAIT_MS,
+        maxAttempts: config.DOCKYARD_BUILD_MAX_ATTEMPTS,
+        limits,
+        platforms: config.DOCKYARD_BUILD_PLATFORMS?.split(','),
+      })
+    : null;
+  // The engine may be down at start: the API still queues builds; the worker keeps trying to start.
+  // Stopping it (before NATS drains) hands running builds back to the queue for another worker.
+  runWorker(app, config, () => builder!, { name: 'build worker' });
+  app.decorate('builder', builder);
+  return app;
+}
+
+/** HTTP routes and NATS request/reply (DOCKYARD_ROLE api or all). */
+async function buildApi(
+  app: FastifyInstance,
+  { config, builds, prisma, permissions, policy, limits, dataDir }: { config: BuildConfig; builds: Builds; prisma: PrismaClient; permissions: PermissionsClient; policy: ReturnType<typeof parseGitPolicy>; limits: { maxBytes: number; maxFiles: number }; dataDir: string },
+): Promise<void> {
+  const doc = await loadDocument<OpenApiDocument>('build');
   await app.register(ecrRoutes, { doc, builds, permissions, policy, registry: config.DOCKYARD_REGISTRY });
   await app.register(imageRoutes, { doc, builds, policy, registry: config.DOCKYARD_REGISTRY, limits, tmpDir: path.join(dataDir, 'uploads') });
 
@@ -92,42 +130,4 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
     },
     app.log,
   );
-
-  let builder: Builder | null = null;
-  if (config.DOCKYARD_ROLE !== 'api') {
-    builder = new Builder({
-      builds,
-      docker: app.docker,
-      nc: app.nats,
-      blobs: app.blobs,
-      log: app.log,
-      policy,
-      registry: config.DOCKYARD_REGISTRY,
-      workDir: path.join(dataDir, 'work'),
-      concurrency: config.DOCKYARD_BUILD_CONCURRENCY,
-      timeoutMs: config.DOCKYARD_BUILD_TIMEOUT_S * 1000,
-      ackWaitMs: config.DOCKYARD_BUILD_ACK_WAIT_MS,
-      maxAttempts: config.DOCKYARD_BUILD_MAX_ATTEMPTS,
-      limits,
-      platforms: config.DOCKYARD_BUILD_PLATFORMS?.split(','),
-    });
-    // The engine may be down at start: the API still queues builds; the worker keeps trying to start.
-    let retry: NodeJS.Timeout | null = null;
-    const start = async (): Promise<void> => {
-      try {
-        await builder!.start();
-      } catch (err) {
-        app.log.error({ err }, 'build worker could not start; retrying in 5 s');
-        retry = setTimeout(() => void start(), 5000);
-      }
-    };
-    app.addHook('onReady', start);
-    app.addHook('preClose', async () => {
-      if (retry) clearTimeout(retry);
-    });
-    // Before NATS drains: running builds go back to the queue for another worker.
-    app.addHook('preClose', async () => builder!.stop());
-  }
-  app.decorate('builder', builder);
-  return app;
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import multipart from '@fastify/multipart';
 import { jetstream } from '@nats-io/jetstream';
-import { createService, dockerPlugin, serviceDataDir, ensureStream, json, type OpenApiDocument } from '@dockyard/kit';
+import { createService, dockerPlugin, serviceDataDir, ensureStream, json, runWorker, servesApi, type OpenApiDocument } from '@dockyard/kit';
 import { loadDocument, type ExecutionPipelineRun } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { ExecutionConfig } from './config.js';
@@ -70,13 +70,17 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
     },
   };
   const natsDeps = { ...deps, nc: app.nats, subjects: app.subjects };
-  await app.register(pipelineRoutes, deps);
-  await app.register(jobRoutes, natsDeps);
-  await app.register(logRoutes, natsDeps);
+  if (servesApi(config)) {
+    await app.register(pipelineRoutes, deps);
+    await app.register(jobRoutes, natsDeps);
+    await app.register(logRoutes, natsDeps);
+  }
 
-  if (config.DOCKYARD_ROLE !== 'api') {
-    let worker: ExecutionWorker | null = null;
-    app.addHook('onReady', async () => {
+  // Stopping the worker (before NATS drains) stops taking work and leaves running containers for the next worker.
+  runWorker(
+    app,
+    config,
+    async () => {
       const info = await app.docker.info();
       const engineId = info.ID as string;
       const localCgroups = info.CgroupDriver === 'cgroupfs' && info.CgroupVersion === '1' && (await access('/sys/fs/cgroup/cpuacct/docker').then(() => true, () => false));
@@ -88,17 +92,13 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
         pidsLimit: config.DOCKYARD_EXECUTION_PIDS_LIMIT,
         maxResultBytes: config.DOCKYARD_EXECUTION_MAX_RESULT_BYTES,
       });
-      worker = new ExecutionWorker(prisma, app.nats, app.subjects, events, runner, app.log, {
+      return new ExecutionWorker(prisma, app.nats, app.subjects, events, runner, app.log, {
         concurrency: config.DOCKYARD_EXECUTION_CONCURRENCY,
         ackWaitMs: config.DOCKYARD_EXECUTION_ACK_WAIT_MS,
         engineId,
       });
-      await worker.start();
-    });
-    // Before NATS drains: stop taking work and leave running containers for the next worker.
-    app.addHook('preClose', async () => {
-      await worker?.stop();
-    });
-  }
+    },
+    { name: 'execution worker' },
+  );
   return app;
 }

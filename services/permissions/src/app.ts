@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { createService, serveRequests, serveRequestsConcurrently, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
+import { createService, serveRequests, serveRequestsConcurrently, servesApi, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
 import {
   loadDocument,
   type IdentityResolveRequest,
@@ -45,6 +45,8 @@ export async function buildPermissionsApp(config: PermissionsConfig, fastify?: P
     PrismaClient,
     fastify,
   });
+  // No background work here: a `worker` process only answers health and metrics.
+  if (!servesApi(config)) return { app, newAdminToken: null };
   const prisma = app.db.prisma as unknown as PrismaClient;
   const doc = await loadDocument<OpenApiDocument>('permissions');
   const accounts = new Accounts(prisma, { sessionTtlMs: config.DOCKYARD_SESSION_TTL_HOURS * 3_600_000 });

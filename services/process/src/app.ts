@@ -2,11 +2,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import multipart from '@fastify/multipart';
-import { createService, dockerPlugin, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
+import { createService, dockerPlugin, ensureStream, runWorker, runsWorkers, servesApi, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
 import { loadDocument } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { ProcessConfig } from './config.js';
-import { Processes } from './domain/processes.js';
+import { Processes, WORK_STREAM, WORK_SUBJECT } from './domain/processes.js';
 import { processRoutes } from './routes/processes.js';
 import { imageRoutes } from './routes/images.js';
 import { Runner } from './worker/runner.js';
@@ -44,12 +44,15 @@ export async function buildProcessApp(config: ProcessConfig, fastify?: Partial<F
     maxTotalBytes: config.DOCKYARD_PROCESS_MAX_TOTAL_BYTES,
     maxUploadBytes: config.DOCKYARD_PROCESS_MAX_UPLOAD_BYTES,
   };
-  await app.register(processRoutes, { doc, processes, limits, tmpDir: path.join(dataDir, 'uploads') });
-  await app.register(imageRoutes, { doc, docker: app.docker, baseImages: config.DOCKYARD_PROCESS_BASE_IMAGES });
+  // An API process may queue work before any worker started: whichever role starts first makes the queue.
+  await ensureStream(app.nats, app.subjects.stream(WORK_STREAM), [app.subjects.of(WORK_SUBJECT)]);
+  if (servesApi(config)) {
+    await app.register(processRoutes, { doc, processes, limits, tmpDir: path.join(dataDir, 'uploads') });
+    await app.register(imageRoutes, { doc, docker: app.docker, baseImages: config.DOCKYARD_PROCESS_BASE_IMAGES });
+  }
 
-  let runner: Runner | null = null;
-  if (config.DOCKYARD_ROLE !== 'api') {
-    runner = new Runner({
+  const runner = runsWorkers(config)
+    ? new Runner({
       processes,
       docker: app.docker,
       nc: app.nats,
@@ -62,10 +65,10 @@ export async function buildProcessApp(config: ProcessConfig, fastify?: Partial<F
       timeoutMs: config.DOCKYARD_PROCESS_TIMEOUT_S * 1000,
       ackWaitMs: config.DOCKYARD_PROCESS_ACK_WAIT_MS,
       maxAttempts: config.DOCKYARD_PROCESS_MAX_ATTEMPTS,
-    });
-    app.addHook('onReady', async () => runner!.start());
-    app.addHook('preClose', async () => runner!.stop());
-  }
+    })
+    : null;
+  // Stopping the runner (before NATS drains) hands running processes back to the queue.
+  runWorker(app, config, () => runner!, { name: 'process worker' });
   app.decorate('runner', runner);
   return app;
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { createService, parseGitPolicy, PermissionsClient, serveRequests, type OpenApiDocument } from '@dockyard/kit';
+import { createService, parseGitPolicy, PermissionsClient, serveRequests, servesApi, type OpenApiDocument } from '@dockyard/kit';
 import { loadDocument, type RegistryAppGetReply, type RegistryAppGetRequest } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { RegistryConfig } from './config.js';
@@ -37,6 +37,8 @@ export async function buildRegistryApp(config: RegistryConfig, fastify?: Partial
   if (config.DOCKYARD_REGISTRY_SKIP_CLONE) app.log.warn('DOCKYARD_REGISTRY_SKIP_CLONE is on: submits are stored without cloning (benchmarks only)');
   const registry = new Registry({ prisma, permissions, blobs: app.blobs, events: app.events, fetcher, log: app.log, skipClone: config.DOCKYARD_REGISTRY_SKIP_CLONE, appCacheMs: config.DOCKYARD_REGISTRY_APP_CACHE_MS });
   app.decorate('registry', registry);
+  // No background work here: a `worker` process only answers health and metrics.
+  if (!servesApi(config)) return app;
 
   await app.register(registryRoutes, { doc, registry, blobs: app.blobs });
 

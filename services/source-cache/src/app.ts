@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { consumeWorkQueue, createService, ensureStream, json, parseGitPolicy, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
+import { consumeWorkQueue, createService, ensureStream, json, parseGitPolicy, runWorker, servesApi, serviceDataDir, type OpenApiDocument } from '@dockyard/kit';
 import { loadDocument } from '@dockyard/contracts';
 import { PrismaClient } from './generated/prisma/client.js';
 import type { SourceCacheConfig } from './config.js';
@@ -109,60 +109,78 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
   };
   app.decorate('sourceCache', { cache, requests, processor, sweepStale });
 
-  await app.register(requestRoutes, { doc, requests, views, blobs: app.blobs, policy, enabled: config.DOCKYARD_CACHITO_PKG_MANAGERS, defaults: config.DOCKYARD_CACHITO_DEFAULT_PKG_MANAGERS, enqueue, resolve: opts.resolve });
-  await app.register(viewRoutes, { requests, views, cache });
+  if (servesApi(config)) await sourceCacheApi();
 
-  const upstreamCheck = (url: string) => async () => {
-    const res = await fetch(url, { method: 'GET', signal: AbortSignal.timeout(3000) });
-    await res.body?.cancel();
-    if (res.status >= 500) throw new Error(`${res.status}: ${res.statusText}`);
-  };
-  await app.register(statusRoutes, {
-    doc,
-    services: [
-      { name: 'database', check: async () => void (await app.db.ping()) },
-      { name: 'nats', check: async () => void (await app.nats.flush()) },
-      { name: 'npm-registry', check: upstreamCheck(upstreams.npm) },
-      { name: 'pypi-index', check: upstreamCheck(upstreams.pypi) },
-      { name: 'goproxy', check: upstreamCheck(upstreams.goproxy) },
-    ],
-    workers: async () => {
-      const out: { name: string; ok: boolean }[] = [];
-      try {
-        for await (const msg of await app.nats.requestMany(app.subjects.of(PING_SUBJECT), json.encode({}), { strategy: 'stall', stall: 300, maxWait: 3000 })) {
-          out.push({ name: json.decode<{ name: string }>(msg.data).name, ok: true });
+  // Stopping the worker (before NATS drains) hands unfinished requests back to the queue.
+  const name = `source-cache@${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  let ping: ReturnType<typeof app.nats.subscribe> | null = null;
+  let stopConsuming: (() => Promise<void>) | null = null;
+  let sweeper: NodeJS.Timeout | null = null;
+  runWorker(
+    app,
+    config,
+    () => ({
+      async start() {
+        if (!ping) {
+          const sub = (ping = app.nats.subscribe(app.subjects.of(PING_SUBJECT)));
+          void (async () => {
+            for await (const msg of sub) msg.respond(json.encode({ name }));
+          })();
         }
-      } catch {}
-      return out;
-    },
-    needs: Object.fromEntries(
-      config.DOCKYARD_CACHITO_PKG_MANAGERS.map((pm) => [pm, ['database', 'nats', ...({ npm: ['npm-registry'], yarn: ['npm-registry'], pip: ['pypi-index'], gomod: ['goproxy'] }[pm] ?? [])]]),
-    ),
-  });
+        stopConsuming = await consumeWorkQueue<{ id: number }>({
+          nc: app.nats,
+          stream,
+          subject: workSubject,
+          durable: 'source-cache-workers',
+          log: app.log,
+          ackWaitMs: config.DOCKYARD_CACHITO_ACK_WAIT_MS,
+          concurrency: config.DOCKYARD_CACHITO_WORKER_CONCURRENCY,
+          handle: async ({ id }, msg) => processor.process(id, msg.info.deliveryCount > 1 && msg.redelivered),
+        });
+        sweeper = setInterval(() => void sweepStale().catch((err) => app.log.error({ err }, 'stale sweep failed')), 10 * 60_000);
+        sweeper.unref();
+      },
+      async stop() {
+        if (sweeper) clearInterval(sweeper);
+        ping?.unsubscribe();
+        await stopConsuming?.();
+      },
+    }),
+    { name: 'source-cache worker' },
+  );
+  return app;
 
-  if (config.DOCKYARD_ROLE !== 'api') {
-    const name = `source-cache@${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-    const ping = app.nats.subscribe(app.subjects.of(PING_SUBJECT));
-    void (async () => {
-      for await (const msg of ping) msg.respond(json.encode({ name }));
-    })();
-    const stop = await consumeWorkQueue<{ id: number }>({
-      nc: app.nats,
-      stream,
-      subject: workSubject,
-      durable: 'source-cache-workers',
-      log: app.log,
-      ackWaitMs: config.DOCKYARD_CACHITO_ACK_WAIT_MS,
-      concurrency: config.DOCKYARD_CACHITO_WORKER_CONCURRENCY,
-      handle: async ({ id }, msg) => processor.process(id, msg.info.deliveryCount > 1 && msg.redelivered),
-    });
-    const sweeper = setInterval(() => void sweepStale().catch((err) => app.log.error({ err }, 'stale sweep failed')), 10 * 60_000);
-    sweeper.unref();
-    app.addHook('onClose', async () => {
-      clearInterval(sweeper);
-      ping.unsubscribe();
-      await stop();
+  /** HTTP routes (DOCKYARD_ROLE api or all). */
+  async function sourceCacheApi(): Promise<void> {
+    await app.register(requestRoutes, { doc, requests, views, blobs: app.blobs, policy, enabled: config.DOCKYARD_CACHITO_PKG_MANAGERS, defaults: config.DOCKYARD_CACHITO_DEFAULT_PKG_MANAGERS, enqueue, resolve: opts.resolve });
+    await app.register(viewRoutes, { requests, views, cache });
+
+    const upstreamCheck = (url: string) => async () => {
+      const res = await fetch(url, { method: 'GET', signal: AbortSignal.timeout(3000) });
+      await res.body?.cancel();
+      if (res.status >= 500) throw new Error(`${res.status}: ${res.statusText}`);
+    };
+    await app.register(statusRoutes, {
+      doc,
+      services: [
+        { name: 'database', check: async () => void (await app.db.ping()) },
+        { name: 'nats', check: async () => void (await app.nats.flush()) },
+        { name: 'npm-registry', check: upstreamCheck(upstreams.npm) },
+        { name: 'pypi-index', check: upstreamCheck(upstreams.pypi) },
+        { name: 'goproxy', check: upstreamCheck(upstreams.goproxy) },
+      ],
+      workers: async () => {
+        const out: { name: string; ok: boolean }[] = [];
+        try {
+          for await (const msg of await app.nats.requestMany(app.subjects.of(PING_SUBJECT), json.encode({}), { strategy: 'stall', stall: 300, maxWait: 3000 })) {
+            out.push({ name: json.decode<{ name: string }>(msg.data).name, ok: true });
+          }
+        } catch {}
+        return out;
+      },
+      needs: Object.fromEntries(
+        config.DOCKYARD_CACHITO_PKG_MANAGERS.map((pm) => [pm, ['database', 'nats', ...({ npm: ['npm-registry'], yarn: ['npm-registry'], pip: ['pypi-index'], gomod: ['goproxy'] }[pm] ?? [])]]),
+      ),
     });
   }
-  return app;
 }

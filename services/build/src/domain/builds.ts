@@ -6,8 +6,31 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Build } from '../generated/prisma/client.js';
 import { TERMINAL, type BuildKind, type BuildSpec, type PlatformState, type Result } from './types.js';
 
+/** Builds travel on `work.build.<platform token>` (e.g. `work.build.linux_amd64`, `work.build.any`). */
 export const WORK_SUBJECT = 'work.build';
 export const WORK_STREAM = 'BUILD_WORK';
+/** The work subject token of a build that names no platform: any worker builds it for its own. */
+export const ANY_PLATFORM = 'any';
+
+const ARCH: Record<string, string> = { x86_64: 'amd64', aarch64: 'arm64', armv7l: 'arm/v7' };
+
+/** `linux/amd64`, `linux/arm/v7`...: the platform spelled as docker does. */
+export function normalizePlatform(p: string): string {
+  const [osName, arch, variant] = p.toLowerCase().split('/');
+  const a = ARCH[arch] ?? arch;
+  return [osName, a, variant].filter(Boolean).join('/');
+}
+
+/** A platform as one subject token (and consumer name part): `linux/arm/v7` -> `linux_arm_v7`. */
+export const platformToken = (p: string): string => normalizePlatform(p).replace(/[^a-z0-9]+/g, '_');
+
+/**
+ * The work subject of a build: its platform's (the first one asked, when several are: that worker
+ * builds those it can and reports the rest), or `any` when it names none.
+ */
+export function workSubjectOf(platforms: string[]): string {
+  return `${WORK_SUBJECT}.${platforms.length ? platformToken(platforms[0]) : ANY_PLATFORM}`;
+}
 
 export interface NewBuild {
   kind: BuildKind;
@@ -78,7 +101,7 @@ export class Builds {
       }
     }
     try {
-      await jetstream(this.nc).publish(this.subjects.of(WORK_SUBJECT), json.encode({ buildId: build.id }), { msgID: build.id });
+      await jetstream(this.nc).publish(this.subjects.of(workSubjectOf(input.spec.platforms)), json.encode({ buildId: build.id }), { msgID: build.id });
     } catch (err) {
       await this.prisma.build.update({
         where: { id: build.id },

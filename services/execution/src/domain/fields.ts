@@ -58,6 +58,8 @@ export function pipelineName(form: RawForm, required: boolean): string | undefin
     return undefined;
   }
   if (name.length > 128) throw badRequest('name must NOT have more than 128 characters');
+  // NUL cannot be stored (PostgreSQL text) and control characters forge log lines and listings.
+  if (/[\0-\x1f\x7f]/.test(name)) throw badRequest('name must not contain control characters');
   return name;
 }
 

@@ -56,6 +56,8 @@ async function readForm(request: FastifyRequest, staging: string, fields: Set<st
         const value = String(field.value ?? '');
         if (field.fieldname === 'tag') {
           if (value.length > 255) throw badRequest('tag: at most 255 characters');
+          // NUL cannot be stored (PostgreSQL text): a 500 after the upload was kept, before this check.
+          if (/[\0-\x1f\x7f]/.test(value)) throw badRequest('tag: must not contain control characters');
           form.tag = value || null;
         } else if (field.fieldname === 'dockerfile') {
           if (!SAFE_PATH.test(value)) throw badRequest(`dockerfile: "${value}" must be a relative path inside the archive`);

@@ -46,6 +46,8 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
     logLevel: config.DOCKYARD_LOG_LEVEL,
     requestLogging: false,
     bufferLogs: config.DOCKYARD_ACCESS_LOG,
+    // Bodies stream through to the services, which apply their own limits.
+    earlyBodyLimit: false,
     fastify,
   });
   const subjects = new Subjects(config.DOCKYARD_NATS_PREFIX);

@@ -8,6 +8,11 @@ import { healthPlugin, type ReadinessCheck } from './health.js';
 import { metricsPlugin } from './metrics.js';
 
 export interface AppOptions {
+  /**
+   * Refuse a declared body over the route's limit before reading it (default). Off for an app that
+   * streams bodies through unparsed (the gateway), where the route's limit is not the real one.
+   */
+  earlyBodyLimit?: boolean;
   /** Service name, used in logs and metrics. */
   service: string;
   logLevel?: string;
@@ -79,6 +84,20 @@ export function createApp(opts: AppOptions): FastifyInstance {
     reply.header('x-request-id', request.id);
     if (!reply.hasHeader('x-dockyard-service')) reply.header('x-dockyard-service', opts.service);
     done(null, payload);
+  });
+
+  // A declared body over the route's limit is refused before anything reads it, and the connection
+  // stays open (Node discards the rest of the body). Refused later by the body parser, Fastify closes
+  // the connection mid-upload, and a proxy still sending (the gateway) sees a reset, not the 413.
+  // Multipart uploads have their own per-file limits, checked while they stream.
+  app.addHook('onRequest', (request, reply, done) => {
+    const length = Number(request.headers['content-length']);
+    const limit = request.routeOptions.bodyLimit;
+    if (opts.earlyBodyLimit !== false && limit && length > limit && !request.headers['content-type']?.startsWith('multipart/')) {
+      void reply.status(413).send({ error: 'Request body is too large' });
+      return;
+    }
+    done();
   });
 
   app.setErrorHandler((err: FastifyError | HttpError, request, reply) => {

@@ -78,6 +78,30 @@ describe('app factory', () => {
     expect(res.json()).toEqual({ error: 'Request body is too large' });
   });
 
+  it('refuses a declared oversized body before reading it and keeps the connection for the next request', async () => {
+    const { request: httpRequest, Agent } = await import('node:http');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as { port: number };
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (body: Buffer) =>
+      new Promise<{ status: number; body: string; socket: unknown }>((resolve, reject) => {
+        const req = httpRequest({ port, host: '127.0.0.1', method: 'POST', path: '/things', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text, socket: req.socket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const big = await send(Buffer.alloc(3 * 1024 * 1024, 'x'));
+    expect([big.status, JSON.parse(big.body)]).toEqual([413, { error: 'Request body is too large' }]);
+    const next = await send(Buffer.from('{"name":"after"}'));
+    expect([next.status, JSON.parse(next.body)]).toEqual([200, { name: 'after' }]);
+    // The same socket: the 413 did not cost the connection.
+    expect(next.socket).toBe(big.socket);
+    agent.destroy();
+  });
+
   it('serves readiness from registered checks and metrics in Prometheus format', async () => {
     const ready = createApp({ service: 'r', logLevel: 'silent' });
     await ready.ready();

@@ -13,7 +13,7 @@ import { Requests, RequestViews, type RequestRow } from './domain/requests.js';
 import { requestRoutes } from './routes/requests.js';
 import { statusRoutes } from './routes/status.js';
 import { viewRoutes } from './routes/views.js';
-import { bundleKey, RequestProcessor } from './worker/process.js';
+import { RequestProcessor } from './worker/process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -101,9 +101,8 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
     let n = 0;
     for (const row of await requests.staleCandidates(before)) {
       if (row.bundleKey) await app.blobs.delete(row.bundleKey);
-      else await app.blobs.delete(bundleKey(row.id));
-      await requests.markStale(row.id);
-      n++;
+      // Conditional: a second sweeper (another worker) finding the same row marks it once.
+      if (await requests.markStale(row.id)) n++;
     }
     return n;
   };

@@ -122,4 +122,33 @@ describe('a request processed more than once (redelivered or duplicated work ite
     expect(again.json().state_history.map((s: { state: string }) => s.state)).toEqual(['failed', 'in_progress']);
     expect((await eventsFor(id, 2)).map((e) => e.state)).toEqual(['in_progress', 'failed']);
   }, 90_000);
+
+  it('a state event whose first publish fails (events stream briefly missing) is retried and stored once', async () => {
+    const id = await submit();
+    const jsm = await jetstreamManager(h.app.nats);
+    const eventsStream = h.app.subjects.stream('EVENTS');
+    await jsm.streams.delete(eventsStream);
+    // Seen through the service's log: the publish failed and is being retried.
+    const log = h.app.log as unknown as { warn: (...args: unknown[]) => void };
+    const original = log.warn;
+    const warnings: string[] = [];
+    log.warn = function (this: unknown, ...args: unknown[]) {
+      warnings.push(String(args[1]));
+      return original.apply(this, args);
+    };
+    try {
+      const done = h.app.sourceCache.processor.process(id);
+      // The completion is committed and its event publish has failed at least once.
+      for (let i = 0; i < 600 && !warnings.some((w) => w.includes('state event not published yet')); i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await h.app.sourceCache.requests.load(id))!.state).toBe('complete');
+      await h.app.events.ensureStream();
+      await done;
+    } finally {
+      log.warn = original;
+    }
+    const info = await jsm.streams.info(eventsStream);
+    expect(info.state.messages).toBe(1);
+    const stored = await jsm.streams.getMessage(eventsStream, { last_by_subj: h.app.subjects.of('events.source-cache.request.state') });
+    expect(stored!.json<StateEvent>()).toMatchObject({ requestId: id, state: 'complete', previousState: 'in_progress' });
+  }, 90_000);
 });

@@ -13,13 +13,15 @@ import { Requests, RequestViews, type RequestRow } from './domain/requests.js';
 import { requestRoutes } from './routes/requests.js';
 import { statusRoutes } from './routes/status.js';
 import { viewRoutes } from './routes/views.js';
-import { bundleKey, RequestProcessor } from './worker/process.js';
+import { RequestProcessor } from './worker/process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The work-queue subject requests travel on to the workers. */
 export const WORK_SUBJECT = 'work.source-cache.request';
 const PING_SUBJECT = 'source-cache.worker.ping';
+/** Publishing a state event: attempts (backoff 0.2 s doubling to 5 s: about 40 s in all). */
+const EVENT_PUBLISH_ATTEMPTS = 12;
 
 export interface SourceCache {
   cache: ArtifactCache;
@@ -63,14 +65,21 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
   const cache = new ArtifactCache(path.join(dataDir, 'cache'), config.DOCKYARD_CACHITO_MAX_ARTIFACT_MB * 1024 * 1024);
   const upstreams = { npm: config.DOCKYARD_NPM_REGISTRY, pypi: config.DOCKYARD_PYPI_INDEX, goproxy: config.DOCKYARD_GOPROXY };
 
-  // The event id doubles as the JetStream message id, so a retried publish is stored once.
+  // The event id doubles as the JetStream message id, so a retried publish is stored once. The state
+  // is already committed when this runs and a redelivered work item finds it final and publishes
+  // nothing, so a failed publish (NATS node or stream briefly away) is retried here, with backoff.
   const onState = async (row: RequestRow, previous: string | null, actor: string | null) => {
     const id = randomUUID();
-    await app.events.publish(
-      'events.source-cache.request.state',
-      { id, occurredAt: new Date().toISOString(), actor, resource: `cachito-request:${row.id}`, owner: row.ownerLogin, requestId: row.id, state: row.state, previousState: previous, stateReason: row.stateReason, repo: row.repo, ref: row.ref },
-      id,
-    );
+    const payload = { id, occurredAt: new Date().toISOString(), actor, resource: `cachito-request:${row.id}`, owner: row.ownerLogin, requestId: row.id, state: row.state, previousState: previous, stateReason: row.stateReason, repo: row.repo, ref: row.ref };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await app.events.publish('events.source-cache.request.state', payload, id);
+      } catch (err) {
+        if (attempt >= EVENT_PUBLISH_ATTEMPTS || app.nats.isClosed()) throw err;
+        app.log.warn({ err, requestId: row.id, state: row.state, attempt }, 'state event not published yet; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** (attempt - 1))));
+      }
+    }
   };
   const requests = new Requests(prisma, onState);
   const views = new RequestViews(config.DOCKYARD_PUBLIC_URL);
@@ -101,9 +110,8 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
     let n = 0;
     for (const row of await requests.staleCandidates(before)) {
       if (row.bundleKey) await app.blobs.delete(row.bundleKey);
-      else await app.blobs.delete(bundleKey(row.id));
-      await requests.markStale(row.id);
-      n++;
+      // Conditional: a second sweeper (another worker) finding the same row marks it once.
+      if (await requests.markStale(row.id)) n++;
     }
     return n;
   };

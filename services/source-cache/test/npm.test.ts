@@ -199,7 +199,7 @@ describe('npm requests (local registry upstream, real git, PostgreSQL, NATS)', (
     const repo = makeRepo({ 'package.json': '{"name":"y","version":"1.0.0"}', 'package-lock.json': JSON.stringify({ lockfileVersion: 3, packages: { '': {} } }) });
     const id = (await create({ repo: repo.url, ref: repo.ref, pkg_managers: ['npm'] })).json().id;
     expect((await h.settle(id)).state).toBe('complete');
-    const file = path.join(h.env.dataDir, 'source-cache', 'blobs', 'bundles', `${id}.tar.gz`);
+    const file = path.join(h.env.dataDir, 'source-cache', 'blobs', (await h.app.sourceCache.requests.load(id))!.bundleKey!);
     const bytes = readFileSync(file);
     bytes[bytes.length - 1] ^= 0xff;
     writeFileSync(file, bytes);

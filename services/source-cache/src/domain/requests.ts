@@ -160,17 +160,41 @@ export class Requests {
     return { rows, total };
   }
 
-  /** Moves a request to a state, keeping the transition in its history and publishing it. */
-  async transition(id: number, state: StateName, reason: string, actor: string | null, data: Prisma.RequestUpdateInput = {}): Promise<RequestRow> {
-    const before = await this.prisma.request.findUnique({ where: { id } });
-    if (!before) throw notFound();
-    const row = await this.prisma.request.update({
-      where: { id },
-      data: { ...data, state, stateReason: reason, updatedAt: new Date(), states: { create: { state, stateReason: reason } } },
-      include: { states: true },
-    });
-    await this.onState(row, before.state, actor);
-    return row;
+  /**
+   * Moves a request to a state, keeping the transition in its history and publishing it, but only
+   * when `allowed(current state, current reason)` holds. The move is conditional on the state it was
+   * decided from (UPDATE ... WHERE state = <seen> AND state_reason = <seen>, with the history row in
+   * the same transaction), so two workers racing on one request, or a redelivered work item, move it
+   * once: the loser changes nothing, publishes nothing and gets null.
+   */
+  async transition(
+    id: number,
+    state: StateName,
+    reason: string,
+    actor: string | null,
+    data: Prisma.RequestUpdateManyMutationInput = {},
+    allowed: (current: string, currentReason: string) => boolean = () => true,
+  ): Promise<RequestRow | null> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const before = await this.prisma.request.findUnique({ where: { id }, select: { state: true, stateReason: true } });
+      if (!before) throw notFound();
+      if (!allowed(before.state, before.stateReason)) return null;
+      const row = await this.prisma.$transaction(async (tx) => {
+        const { count } = await tx.request.updateMany({
+          where: { id, state: before.state, stateReason: before.stateReason },
+          data: { ...data, state, stateReason: reason, updatedAt: new Date() },
+        });
+        if (count !== 1) return null;
+        await tx.requestState.create({ data: { requestId: id, state, stateReason: reason } });
+        return tx.request.findUniqueOrThrow({ where: { id }, include: { states: true } });
+      });
+      if (row) {
+        await this.onState(row, before.state, actor);
+        return row;
+      }
+      // Another writer moved it between the read and the update: decide again from what it is now.
+    }
+    throw new Error(`request ${id} kept changing state; the transition to ${state} was not made`);
   }
 
   /** Cachito's worker PATCH: state, reason, environment variables, a package with its dependencies. */
@@ -182,7 +206,7 @@ export class Requests {
       throw badRequest(`The state "${body.state}" is invalid. It must be one of: ${STATES.join(', ')}.`);
     }
     if ((body.state === undefined) !== (body.state_reason === undefined)) throw badRequest('The "state_reason" key is required when "state" is supplied');
-    const data: Prisma.RequestUpdateInput = {};
+    const data: Prisma.RequestUpdateManyMutationInput = {};
     if (body.environment_variables) {
       const env = { ...(row.environmentVariables as unknown as Record<string, EnvVar>) };
       for (const [k, v] of Object.entries(body.environment_variables)) {
@@ -198,7 +222,11 @@ export class Requests {
       else throw badRequest('The "package" key is required when "dependencies" is supplied to a request with no package');
       data.packages = packages as unknown as Prisma.InputJsonValue;
     }
-    if (body.state) return this.transition(id, body.state as StateName, body.state_reason!, identity.login, data);
+    if (body.state) {
+      // Like Cachito: a repeat of the current state and reason (a task run twice) adds no state.
+      const moved = await this.transition(id, body.state as StateName, body.state_reason!, identity.login, data, (s, r) => !(s === body.state && r === body.state_reason));
+      if (moved) return moved;
+    }
     return this.prisma.request.update({ where: { id }, data: { ...data, updatedAt: new Date() }, include: { states: true } });
   }
 
@@ -214,25 +242,33 @@ export class Requests {
     await this.prisma.request.update({ where: { id }, data: { configurationFiles: [...existing.values()] as unknown as Prisma.InputJsonValue } });
   }
 
-  /** The worker's result. */
+  /** The worker's result; null (nothing stored or published) when the request is no longer in progress. */
   async complete(
     id: number,
     result: { packages: PackageResult[]; env: Record<string, EnvVar>; configFiles: ConfigFile[]; files: BundleFile[]; bundle: { key: string; sha256: string; size: number }; logs: string },
-  ): Promise<RequestRow> {
-    return this.transition(id, 'complete', 'Completed successfully', null, {
-      packages: result.packages as unknown as Prisma.InputJsonValue,
-      environmentVariables: result.env as unknown as Prisma.InputJsonValue,
-      configurationFiles: result.configFiles as unknown as Prisma.InputJsonValue,
-      files: result.files as unknown as Prisma.InputJsonValue,
-      bundleKey: result.bundle.key,
-      bundleSha256: result.bundle.sha256,
-      bundleSize: BigInt(result.bundle.size),
-      logs: result.logs,
-    });
+  ): Promise<RequestRow | null> {
+    return this.transition(
+      id,
+      'complete',
+      'Completed successfully',
+      null,
+      {
+        packages: result.packages as unknown as Prisma.InputJsonValue,
+        environmentVariables: result.env as unknown as Prisma.InputJsonValue,
+        configurationFiles: result.configFiles as unknown as Prisma.InputJsonValue,
+        files: result.files as unknown as Prisma.InputJsonValue,
+        bundleKey: result.bundle.key,
+        bundleSha256: result.bundle.sha256,
+        bundleSize: BigInt(result.bundle.size),
+        logs: result.logs,
+      },
+      inProgress,
+    );
   }
 
-  async fail(id: number, reason: string, logs: string): Promise<RequestRow> {
-    return this.transition(id, 'failed', reason, null, { logs });
+  /** The worker's failure; null (nothing stored or published) when the request is no longer in progress. */
+  async fail(id: number, reason: string, logs: string): Promise<RequestRow | null> {
+    return this.transition(id, 'failed', reason, null, { logs }, inProgress);
   }
 
   /** Requests last updated before `before` that are not stale yet (their bundles are deleted by the caller). */
@@ -240,10 +276,13 @@ export class Requests {
     return this.prisma.request.findMany({ where: { state: { not: 'stale' }, updatedAt: { lt: before } }, include: { states: true } });
   }
 
-  async markStale(id: number): Promise<RequestRow> {
-    return this.transition(id, 'stale', 'The request has expired', null, { logs: '', bundleKey: null });
+  /** Null when it already is stale (another sweeper got there first). */
+  async markStale(id: number): Promise<RequestRow | null> {
+    return this.transition(id, 'stale', 'The request has expired', null, { logs: '', bundleKey: null }, (s) => s !== 'stale');
   }
 }
+
+const inProgress = (state: string) => state === 'in_progress';
 
 export interface PatchBody {
   state?: string;

@@ -31,8 +31,11 @@ export interface ProcessorOptions {
   log: FastifyBaseLogger;
 }
 
-/** The bundle's key in the blob store. */
-export const bundleKey = (id: number) => `bundles/${id}.tar.gz`;
+/**
+ * The bundle's key in the blob store: one per processing attempt, so an attempt that loses a race
+ * (another worker already finished the request) never overwrites the bundle the request points at.
+ */
+export const bundleKey = (id: number, attempt: string) => `bundles/${id}-${attempt}.tar.gz`;
 
 /** Turns one request into its bundle, packages, environment variables and configuration files. */
 export class RequestProcessor {
@@ -45,6 +48,7 @@ export class RequestProcessor {
    */
   async process(id: number, redelivered = false): Promise<void> {
     const row = await this.o.requests.load(id);
+    // Already final (a repeat of a finished item): acknowledged without work.
     if (!row || row.state !== 'in_progress') return;
     if (redelivered) {
       await this.o.requests.fail(id, 'The request was interrupted: the worker processing it stopped before finishing. Submit the request again to retry it.', row.logs);
@@ -52,7 +56,8 @@ export class RequestProcessor {
     }
     const lines: string[] = [];
     const log = (line: string) => lines.push(`${new Date().toISOString()} ${line}`);
-    const work = path.join(this.o.workDir, `${id}-${randomUUID()}`);
+    const attempt = randomUUID();
+    const work = path.join(this.o.workDir, `${id}-${attempt}`);
     const bundleDir = path.join(work, 'bundle');
     const appDir = path.join(bundleDir, 'app');
     let outcome: Parameters<Requests['complete']>[1] | null = null;
@@ -116,7 +121,7 @@ export class RequestProcessor {
       if (!row.flags.includes('include-git-dir')) await rm(path.join(appDir, '.git'), { recursive: true, force: true });
       log('Creating the bundle');
       const tar = createTar({ gzip: true, cwd: bundleDir, portable: true, follow: false }, ['app', 'deps']);
-      const info = await this.o.blobs.put(bundleKey(id), (tar as unknown as NodeJS.ReadableStream).pipe(new PassThrough()));
+      const info = await this.o.blobs.put(bundleKey(id, attempt), (tar as unknown as NodeJS.ReadableStream).pipe(new PassThrough()));
       log(`Bundle: ${info.size} bytes, sha256 ${info.sha256}`);
       log(`Done processing Cachito request ${id}`);
       outcome = { packages, env: sortKeys(env), configFiles, files, bundle: { key: info.key, sha256: info.sha256, size: info.size }, logs: lines.join('\n') + '\n' };
@@ -128,9 +133,18 @@ export class RequestProcessor {
     } finally {
       await rm(work, { recursive: true, force: true });
     }
-    // Stored last: the work item is acknowledged only after this returns.
-    if (outcome) await this.o.requests.complete(id, outcome);
-    else await this.o.requests.fail(id, failure!, lines.join('\n') + '\n');
+    // Stored last: the work item is acknowledged only after this returns. Both moves are conditional
+    // on the request still being in progress: if another worker finished it meanwhile (a redelivered
+    // or duplicated item), this attempt stores and publishes nothing and drops its own bundle.
+    if (outcome) {
+      // (If complete() throws, the move may have been committed: the bundle stays.)
+      if (!(await this.o.requests.complete(id, outcome))) {
+        await this.o.blobs.delete(outcome.bundle.key).catch(() => undefined);
+        this.o.log.info({ requestId: id }, 'request already finished by another attempt; result dropped');
+      }
+    } else if (!(await this.o.requests.fail(id, failure!, lines.join('\n') + '\n'))) {
+      this.o.log.info({ requestId: id }, 'request already finished by another attempt; failure dropped');
+    }
   }
 }
 

@@ -51,7 +51,7 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
   });
   const prisma = app.db.prisma as unknown as PrismaClient;
   const doc = await loadDocument<OpenApiDocument>('execution');
-  const events = new ExecutionEvents(app.events);
+  const events = new ExecutionEvents(app.events, app.log);
   const stream = app.subjects.stream('EXECUTION');
   const runSubject = app.subjects.of(RUN_SUBJECT);
   await ensureStream(app.nats, stream, [runSubject]);

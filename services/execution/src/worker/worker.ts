@@ -76,22 +76,43 @@ export class ExecutionWorker {
   /**
    * On start: a job recorded as running on this engine whose container is gone ends failed (its
    * worker died and nothing can finish it); containers of jobs that already ended are removed.
+   *
+   * Other workers may share this engine and be running jobs right now, so only what is provably
+   * abandoned is touched: a job whose pipeline lease is free or expired (its worker stopped or has
+   * not renewed it), read BEFORE the engine's containers are listed (a container started after the
+   * list cannot belong to a job that was already running when the jobs were read). A container is
+   * removed only when its job is gone or ended, or when it is not the job's recorded container and
+   * no live worker holds the job's pipeline (one just created by a live worker is not recorded yet).
    */
   private async sweep(): Promise<void> {
+    const abandoned = await this.prisma.$queryRaw<{ id: number }[]>`
+      SELECT j.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id
+      WHERE j.state = 'running' AND j.engine_id = ${this.opts.engineId}
+        AND (p.lease_owner IS NULL OR p.lease_until < now())`;
     const containers = await this.runner.containers();
-    const running = await this.prisma.job.findMany({ where: { state: 'running', engineId: this.opts.engineId } });
-    for (const job of running) {
-      if (job.containerId && [...containers.values()].some((c) => c.Id === job.containerId)) continue;
+    const ids = new Set([...containers.values()].map((c) => c.Id));
+    for (const { id } of abandoned) {
+      const job = await this.prisma.job.findUnique({ where: { id } });
+      if (!job || job.state !== 'running' || (job.containerId && ids.has(job.containerId))) continue;
+      if (!(await this.unleased(job.pipelineId))) continue;
       await this.finish(job, { state: 'failed', reason: GONE, exitCode: null, usage: { cpu: 0, memory: 0, io: 0 }, resultKey: null });
     }
     for (const [jobId, c] of containers) {
-      const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true, containerId: true } });
-      if (!job || job.containerId !== c.Id || ['done', 'failed', 'killed'].includes(job.state)) await this.runner.remove(c.Id);
+      const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true, containerId: true, pipelineId: true } });
+      const ended = !job || ['done', 'failed', 'killed'].includes(job.state);
+      if (ended || (job.containerId !== c.Id && (await this.unleased(job.pipelineId)))) await this.runner.remove(c.Id);
     }
     for (const [jobId, cgroup] of await this.runner.cgroups()) {
       const job = await this.prisma.job.findUnique({ where: { id: jobId }, select: { state: true } });
       if (!job || !['in_queue', 'running'].includes(job.state)) await removeCgroup(cgroup);
     }
+  }
+
+  /** No live worker holds the pipeline's lease (none, or not renewed in time). */
+  private async unleased(pipelineId: number): Promise<boolean> {
+    const [row] = await this.prisma.$queryRaw<{ free: boolean }[]>`
+      SELECT (lease_owner IS NULL OR lease_until < now()) AS free FROM pipelines WHERE id = ${pipelineId}`;
+    return row?.free ?? true;
   }
 
   /**

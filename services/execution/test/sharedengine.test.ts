@@ -1,0 +1,84 @@
+import Docker from 'dockerode';
+import type { PrismaClient } from '../src/generated/prisma/client.js';
+import { ExecutionEvents } from '../src/domain/events.js';
+import { ContainerRunner, LABEL_DEPLOYMENT } from '../src/domain/runner.js';
+import { ExecutionWorker } from '../src/worker/worker.js';
+import { alice, startExecution, until, type Harness } from './helpers.js';
+
+/**
+ * Two execution workers on ONE Docker engine (the multi-node run found a starting worker's sweep
+ * ending the other, live worker's jobs as "gone"). Worker A is the harness app's; worker B is a
+ * second instance on the same database, NATS prefix and engine, started while A runs a job.
+ */
+describe('execution: two workers sharing one Docker engine (real Docker, NATS, PostgreSQL)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startExecution();
+  });
+  afterAll(async () => h?.close());
+
+  const docker = new Docker();
+  const containers = async () => docker.listContainers({ all: true, filters: { label: [`${LABEL_DEPLOYMENT}=${h.env.env.DOCKYARD_NATS_PREFIX}`] } });
+  const job = async (pid: number, jid: number) => (await h.app.inject({ url: `/pipeline/${pid}/job/${jid}`, headers: h.as(alice) })).json()[jid];
+  const lines = async (jid: number) => ((await h.app.inject({ url: `/execution/${jid}/logs`, headers: h.as(alice) })).json() as { logline: string }[]).map((l) => l.logline);
+
+  /** A second worker on the same engine; `start()` returns once its start-up sweep is over. */
+  const workerB = async () => {
+    const app = h.app;
+    const prisma = app.db.prisma as unknown as PrismaClient;
+    const engineId = (await app.docker.info()).ID as string;
+    const runner = new ContainerRunner(app.docker, prisma, app.blobs, app.nats, app.subjects, app.log, {
+      deployment: h.env.env.DOCKYARD_NATS_PREFIX || 'default',
+      engineId,
+      localCgroups: false,
+      filesDir: null,
+      pidsLimit: 64,
+      maxResultBytes: 1024 ** 2,
+    });
+    return new ExecutionWorker(prisma, app.nats, app.subjects, new ExecutionEvents(app.events), runner, app.log, { concurrency: 1, ackWaitMs: 5000, engineId });
+  };
+
+  it("a worker starting on the same engine leaves the other worker's running job alone; it finishes done on A", async () => {
+    const pid = (await h.app.inject({ method: 'POST', url: '/pipeline', headers: h.as(alice), payload: { name: 'shared' } })).json().id as number;
+    const jid = (
+      await h.app.inject({
+        method: 'POST',
+        url: `/pipeline/${pid}/job`,
+        headers: h.as(alice),
+        payload: { command: 'echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after; echo kept > /outbox/r', image_id: 'dockyard/busybox:latest' },
+      })
+    ).json().id as number;
+    await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/submit`, headers: h.as(alice) });
+    await until(async () => (await lines(jid)).includes('before'), 'the first line');
+    const [running] = await containers();
+    expect(running.State).toBe('running');
+    const prisma = h.app.db.prisma as unknown as PrismaClient;
+
+    // 1. B starts while A's job runs with its container recorded.
+    const b1 = await workerB();
+    await b1.start();
+    await b1.stop();
+    expect(await job(pid, jid)).toMatchObject({ state: 'running' });
+
+    // 2. B starts inside the window where A's job row does not name the container A follows (a
+    //    retry between removing the failed attempt's container and recording the next, or a
+    //    container created but not yet recorded): A's lease on the pipeline still protects it.
+    await prisma.job.update({ where: { id: jid }, data: { containerId: 'f'.repeat(64) } });
+    const b2 = await workerB();
+    await b2.start();
+    await b2.stop();
+    expect(await job(pid, jid)).toMatchObject({ state: 'running' });
+    expect((await containers()).map((c) => c.Id)).toContain(running.Id);
+    await prisma.job.update({ where: { id: jid }, data: { containerId: running.Id } });
+
+    await docker.getContainer(running.Id).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
+    const done = await until(async () => {
+      const j = await job(pid, jid);
+      return ['done', 'failed', 'killed'].includes(j.state) && j;
+    }, 'the job to end');
+    expect(done.state).toBe('done');
+    expect(await lines(jid)).toEqual(['before', 'after']);
+    expect((await h.app.inject({ url: `/pipeline/${pid}/job/${jid}?result`, headers: h.as(alice) })).statusCode).toBe(200);
+    await until(async () => (await containers()).length === 0, 'the container to be removed');
+  });
+});

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyError } from 'fastify';
+import Fastify, { LogController, errorCodes, type FastifyInstance, type FastifyServerOptions, type FastifyError } from 'fastify';
 import formbody from '@fastify/formbody';
 import pino from 'pino';
 import { HttpError } from './errors.js';
@@ -94,7 +94,8 @@ export function createApp(opts: AppOptions): FastifyInstance {
     const length = Number(request.headers['content-length']);
     const limit = request.routeOptions.bodyLimit;
     if (opts.earlyBodyLimit !== false && limit && length > limit && !request.headers['content-type']?.startsWith('multipart/')) {
-      void reply.status(413).send({ error: 'Request body is too large' });
+      // The error the body parser would raise, so each route's error handler words it as before.
+      done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
       return;
     }
     done();

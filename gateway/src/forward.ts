@@ -103,10 +103,6 @@ export function createForwarder(service: string, upstreams: string[]): Forwarder
           await pool.stream({ path, method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body }, ({ statusCode, headers: upstreamHeaders }) => {
             const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
             for (const name in upstreamHeaders) if (!RESPONSE_DROP.has(name)) out[name] = upstreamHeaders[name];
-            // The service answered (a 401, a 413) before the client's body was all read: the rest would
-            // sit unread on a kept-alive connection and stall this client and its next request, so
-            // the connection ends with this answer.
-            if (source && !source.readableEnded) out.connection = 'close';
             reply.hijack();
             reply.raw.writeHead(statusCode, out);
             return reply.raw;

@@ -36,8 +36,7 @@ import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { randomBytes } from 'node:crypto';
-import { freePort, gitDaemon, infra } from '@dockyard/kit/testing';
+import { gitDaemon, infra, startStack } from '@dockyard/kit/testing';
 
 const run = promisify(execFile);
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -254,49 +253,8 @@ interface OwnStack {
   stop(): Promise<void>;
 }
 
-/**
- * The whole stack as kit's startStack starts it (stack.sh on its own ports, run dir, data dir, NATS
- * prefix, PGlite), except that a failed `stack.sh up` is repeated (up to 3 times): on a busy machine a
- * service can miss Fastify's plugin start-up timeout and exit, and `up` starts again only what died.
- */
-async function startOwnStack(env: NodeJS.ProcessEnv): Promise<OwnStack> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dockyard-load-stack-'));
-  const gatewayPort = await freePort();
-  const stackEnv: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_OPTIONS: '',
-    DATABASE_URL: '',
-    DOCKYARD_NATS_URL: infra().natsUrl,
-    DOCKYARD_RUN_DIR: path.join(dir, 'run'),
-    DOCKYARD_DATA_DIR: path.join(dir, 'data'),
-    DOCKYARD_STACK_PORT_BASE: String(20000 + Math.floor(Math.random() * 10000)),
-    DOCKYARD_GATEWAY_PORT: String(gatewayPort),
-    DOCKYARD_GATEWAY_HOST: '127.0.0.1',
-    DOCKYARD_NATS_PREFIX: `load${randomBytes(3).toString('hex')}.`,
-    ...env,
-  };
-  const script = path.join(REPO_ROOT, 'deploy/local/stack.sh');
-  const stop = async () => {
-    await run(script, ['down'], { env: stackEnv }).catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const { stdout } = await run(script, ['up'], { env: stackEnv, timeout: 200_000 });
-      const adminToken = /Admin token:\s+(\S+)/.exec(stdout)?.[1];
-      if (!adminToken) throw new Error(`stack.sh up printed no admin token:\n${stdout}`);
-      return { base: `http://127.0.0.1:${gatewayPort}`, adminToken, dir, stop };
-    } catch (err) {
-      if (attempt >= 3) {
-        const logs = path.join(dir, 'run/logs');
-        for (const f of fs.existsSync(logs) ? fs.readdirSync(logs) : []) process.stderr.write(`--- ${f}\n${fs.readFileSync(path.join(logs, f), 'utf8').split('\n').slice(-8).join('\n')}\n`);
-        await stop();
-        throw err;
-      }
-      log(`stack.sh up failed (attempt ${attempt}); starting what died again`);
-    }
-  }
-}
+/** The whole stack as `make up` runs it, on its own ports and prefix (kit startStack). */
+const startOwnStack = (env: NodeJS.ProcessEnv): Promise<OwnStack> => startStack(env);
 
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dockyard-load-'));

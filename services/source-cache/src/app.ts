@@ -20,8 +20,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The work-queue subject requests travel on to the workers. */
 export const WORK_SUBJECT = 'work.source-cache.request';
 const PING_SUBJECT = 'source-cache.worker.ping';
-/** Publishing a state event: attempts (backoff 0.2 s doubling to 5 s: about 40 s in all). */
-const EVENT_PUBLISH_ATTEMPTS = 12;
+/** How long a state event's publish is retried (backoff 0.2 s doubling to 5 s). */
+const EVENT_PUBLISH_RETRY_MS = 40_000;
 
 export interface SourceCache {
   cache: ArtifactCache;
@@ -65,21 +65,15 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
   const cache = new ArtifactCache(path.join(dataDir, 'cache'), config.DOCKYARD_CACHITO_MAX_ARTIFACT_MB * 1024 * 1024);
   const upstreams = { npm: config.DOCKYARD_NPM_REGISTRY, pypi: config.DOCKYARD_PYPI_INDEX, goproxy: config.DOCKYARD_GOPROXY };
 
-  // The event id doubles as the JetStream message id, so a retried publish is stored once. The state
-  // is already committed when this runs and a redelivered work item finds it final and publishes
-  // nothing, so a failed publish (NATS node or stream briefly away) is retried here, with backoff.
+  // The state is already committed when this runs and a redelivered work item finds it final and
+  // publishes nothing, so a failed publish must be retried (kit publishRetrying), not lost.
   const onState = async (row: RequestRow, previous: string | null, actor: string | null) => {
     const id = randomUUID();
     const payload = { id, occurredAt: new Date().toISOString(), actor, resource: `cachito-request:${row.id}`, owner: row.ownerLogin, requestId: row.id, state: row.state, previousState: previous, stateReason: row.stateReason, repo: row.repo, ref: row.ref };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await app.events.publish('events.source-cache.request.state', payload, id);
-      } catch (err) {
-        if (attempt >= EVENT_PUBLISH_ATTEMPTS || app.nats.isClosed()) throw err;
-        app.log.warn({ err, requestId: row.id, state: row.state, attempt }, 'state event not published yet; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** (attempt - 1))));
-      }
-    }
+    await app.events.publishRetrying('events.source-cache.request.state', payload, id, {
+      retryForMs: EVENT_PUBLISH_RETRY_MS,
+      onRetry: (err) => app.log.warn({ err, requestId: row.id, state: row.state }, 'state event not published yet; retrying'),
+    });
   };
   const requests = new Requests(prisma, onState);
   const views = new RequestViews(config.DOCKYARD_PUBLIC_URL);

@@ -81,4 +81,46 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
     expect((await h.app.inject({ url: `/pipeline/${pid}/job/${jid}?result`, headers: h.as(alice) })).statusCode).toBe(200);
     await until(async () => (await containers()).length === 0, 'the container to be removed');
   });
+  it('a worker whose pipeline lease was taken stops running the pipeline; the holder ends the job exactly once', async () => {
+    // Seen in the multi-node run: a worker whose renewal came late (PostgreSQL restarted, a loaded
+    // machine) went on running the pipeline beside the worker that took the lease over, and the
+    // two raced on the next job (one "killed" it). Here the lease is taken from under worker A.
+    const prisma = h.app.db.prisma as unknown as PrismaClient;
+    const states: string[] = [];
+    const sub = h.app.nats.subscribe(h.app.subjects.of('events.execution.job.state'));
+    void (async () => {
+      for await (const m of sub) states.push(`${m.json<{ jobId: number }>().jobId}:${m.json<{ state: string }>().state}`);
+    })();
+    const pid = (await h.app.inject({ method: 'POST', url: '/pipeline', headers: h.as(alice), payload: { name: 'lease' } })).json().id as number;
+    const add = async (command: string) =>
+      (await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/job`, headers: h.as(alice), payload: { command, image_id: 'dockyard/busybox:latest' } })).json().id as number;
+    const first = await add('echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after');
+    const second = await add('echo second');
+    await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/submit`, headers: h.as(alice) });
+    await until(async () => (await lines(first)).includes('before'), 'the first line');
+    const [running] = await containers();
+
+    // Another worker takes the lease (A's renewal "came too late").
+    await prisma.$executeRaw`UPDATE pipelines SET lease_owner = 'another-worker', lease_until = now() + interval '1 hour' WHERE id = ${pid}`;
+    await docker.getContainer(running.Id).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
+    await until(async () => (await docker.getContainer(running.Id).inspect()).State.Status === 'exited', 'the container to exit');
+    // A neither stores the outcome nor starts the next job while the lease is not its own.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await job(pid, first)).toMatchObject({ state: 'running' });
+    expect(await job(pid, second)).toMatchObject({ state: 'in_queue' });
+
+    // The lease holder goes away without renewing: the redelivered run takes over and finishes both.
+    await prisma.$executeRaw`UPDATE pipelines SET lease_until = now() - interval '1 second' WHERE id = ${pid}`;
+    const done = await until(async () => {
+      const j = await job(pid, second);
+      return ['done', 'failed', 'killed'].includes(j.state) && j;
+    }, 'the second job to end', 60_000);
+    expect(done.state).toBe('done');
+    expect(await job(pid, first)).toMatchObject({ state: 'done' });
+    expect(await lines(first)).toEqual(['before', 'after']);
+    await h.app.nats.flush();
+    const ofJobs = states.filter((s) => /^\d+:(running|done|failed|killed)$/.test(s) && (s.startsWith(`${first}:`) || s.startsWith(`${second}:`)));
+    expect(ofJobs).toEqual([`${first}:running`, `${first}:done`, `${second}:running`, `${second}:done`]);
+    sub.unsubscribe();
+  }, 120_000);
 });

@@ -14,6 +14,17 @@ export const RUN_SUBJECT = 'execution.pipeline.run';
 export const KILL_SUBJECT = 'execution.job.kill';
 export const GONE = 'The container of this job is gone (its worker stopped while the job ran)';
 
+/**
+ * Thrown when this worker finds another holds the pipeline's lease (this one did not renew it in
+ * time: a stalled event loop, PostgreSQL away). It stops at once, leaving running containers to the
+ * holder, which reattaches; the message is not acknowledged, so it comes back until the holder ends.
+ */
+export class LeaseLost extends Error {
+  constructor(pipelineId: number) {
+    super(`pipeline ${pipelineId} is now run by another worker (this one's lease ran out)`);
+  }
+}
+
 export interface WorkerOptions {
   concurrency: number;
   ackWaitMs: number;
@@ -137,23 +148,33 @@ export class ExecutionWorker {
       if (this.abort.signal.aborted) throw new WorkerStopping();
       await new Promise((r) => setTimeout(r, 1000));
     }
-    const renew = setInterval(() => void this.lease(run.pipelineId, run.run).catch(() => undefined), Math.max(500, this.opts.ackWaitMs / 3));
+    // Losing the lease aborts this run as a stopping worker would (containers keep running).
+    const lost = new AbortController();
+    const renew = setInterval(() => {
+      this.lease(run.pipelineId, run.run).then(
+        (held) => held || lost.abort(new LeaseLost(run.pipelineId)),
+        () => undefined, // PostgreSQL away: try again next time; the lease may run out meanwhile.
+      );
+    }, Math.max(500, this.opts.ackWaitMs / 3));
     try {
-      await this.runJobs(pipeline, run);
+      await this.runJobs(pipeline, run, AbortSignal.any([this.abort.signal, lost.signal]));
+    } catch (err) {
+      if (lost.signal.aborted) throw lost.signal.reason;
+      throw err;
     } finally {
       clearInterval(renew);
       await this.prisma.pipeline.updateMany({ where: { id: run.pipelineId, leaseOwner: this.id }, data: { leaseOwner: null, leaseUntil: null } });
     }
   }
 
-  private async runJobs(pipeline: Pipeline, run: ExecutionPipelineRun): Promise<void> {
+  private async runJobs(pipeline: Pipeline, run: ExecutionPipelineRun, signal: AbortSignal): Promise<void> {
     const ids = await this.prisma.job.findMany({ where: { pipelineId: pipeline.id }, orderBy: { position: 'asc' }, select: { id: true } });
     let blocker: Job | null = null;
     const states: Record<string, JobState> = {};
     // Containers are removed while the next job starts; all are gone before the pipeline is announced finished.
     const removals: Promise<void>[] = [];
     for (const { id } of ids) {
-      if (this.abort.signal.aborted) throw new WorkerStopping();
+      if (signal.aborted) throw new WorkerStopping();
       let job = await this.prisma.job.findUnique({ where: { id } });
       if (!job || job.state === 'ready') continue; // added after the submission: not part of this run
       if (blocker && job.state === 'in_queue') {
@@ -163,7 +184,7 @@ export class ExecutionWorker {
           finishedAt: new Date(),
         })) ?? job;
       } else if (job.state === 'in_queue' || job.state === 'running') {
-        job = await this.runJob(job, removals);
+        job = await this.runJob(job, run.run, removals, signal);
       }
       const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id } });
       states[String(id)] = fresh.state as JobState;
@@ -177,8 +198,7 @@ export class ExecutionWorker {
   }
 
   /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */
-  private async runJob(job: Job, removals: Promise<void>[]): Promise<Job> {
-    const signal = this.abort.signal;
+  private async runJob(job: Job, run: number, removals: Promise<void>[], signal: AbortSignal): Promise<Job> {
     let outcome: Outcome;
     if (job.state === 'running') {
       outcome = (await this.runner.reattach(job, signal)) ?? { state: 'failed', reason: GONE, exitCode: null, usage: { cpu: 0, memory: 0, io: 0 }, resultKey: null };
@@ -188,12 +208,20 @@ export class ExecutionWorker {
         let current = job;
         outcome = await this.runner.run(current, signal, {
           // One round trip: the container, and how many lines came before it (skipped on reattach).
+          // Only the lease holder records a container: a worker that lost the lease a moment ago
+          // and has not noticed yet must not start a job the holder is starting too.
           created: async (containerId) => {
             const [row] = await this.prisma.$queryRaw<{ kill_requested: string | null }[]>`
               UPDATE jobs SET container_id = ${containerId}, engine_id = ${this.opts.engineId},
                 log_base = (SELECT count(*)::int FROM job_logs WHERE job_id = ${job.id})
-              WHERE id = ${job.id} RETURNING kill_requested`;
-            return { killRequested: row?.kill_requested ?? null };
+              WHERE id = ${job.id}
+                AND EXISTS (SELECT 1 FROM pipelines p WHERE p.id = ${job.pipelineId} AND p.lease_owner = ${this.id})
+              RETURNING kill_requested`;
+            if (!row) {
+              await this.runner.remove(containerId);
+              throw new LeaseLost(job.pipelineId);
+            }
+            return { killRequested: row.kill_requested };
           },
           started: async () => {
             const now = await this.prisma.job.findUniqueOrThrow({ where: { id: job.id }, select: { state: true } });
@@ -214,6 +242,8 @@ export class ExecutionWorker {
         job = { ...fresh, containerId: null };
       }
     }
+    // Stored only while this worker still holds the pipeline (renewed here, not just on the timer).
+    if (!(await this.lease(job.pipelineId, run))) throw new LeaseLost(job.pipelineId);
     return this.finish(job, outcome, removals);
   }
 

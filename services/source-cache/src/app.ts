@@ -96,6 +96,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
     publicUrl: config.DOCKYARD_PUBLIC_URL,
     cloneTimeoutMs: config.DOCKYARD_CACHITO_CLONE_TIMEOUT_S * 1000,
     maxRepoBytes: config.DOCKYARD_CACHITO_MAX_REPO_MB * 1024 * 1024,
+    maxAttempts: config.DOCKYARD_CACHITO_MAX_ATTEMPTS,
     log: app.log,
   });
 
@@ -137,7 +138,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
           log: app.log,
           ackWaitMs: config.DOCKYARD_CACHITO_ACK_WAIT_MS,
           concurrency: config.DOCKYARD_CACHITO_WORKER_CONCURRENCY,
-          handle: async ({ id }, msg) => processor.process(id, msg.info.deliveryCount > 1 && msg.redelivered),
+          handle: async ({ id }, msg) => processor.process(id, msg.info.deliveryCount),
         });
         sweeper = setInterval(() => void sweepStale().catch((err) => app.log.error({ err }, 'stale sweep failed')), 10 * 60_000);
         sweeper.unref();

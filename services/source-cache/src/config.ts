@@ -33,6 +33,8 @@ const extra = {
   /** How long a worker may go silent before its work item is redelivered. */
   DOCKYARD_CACHITO_ACK_WAIT_MS: z.coerce.number().int().positive().default(60_000),
   DOCKYARD_CACHITO_WORKER_CONCURRENCY: z.coerce.number().int().positive().default(2),
+  /** Deliveries of one request's work item (each after a worker stopped mid-way) before it ends failed. */
+  DOCKYARD_CACHITO_MAX_ATTEMPTS: z.coerce.number().int().positive().default(3),
 };
 
 /** The source-cache service's configuration. */

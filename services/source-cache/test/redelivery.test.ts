@@ -70,7 +70,7 @@ describe('a request processed more than once (redelivered or duplicated work ite
     // The worker died after finishing but before the ack: the item comes back, first as a plain
     // delivery (consumer recreated) and as a redelivery.
     await processor.process(id);
-    await processor.process(id, true);
+    await processor.process(id, 2);
     const after = await requests.load(id);
     expect({ state: after!.state, updatedAt: after!.updatedAt, bundleKey: after!.bundleKey, states: after!.states.length }).toEqual({
       state: 'complete',
@@ -105,11 +105,21 @@ describe('a request processed more than once (redelivered or duplicated work ite
   it('a finish racing a redelivery that fails it: exactly one final state and one final event', async () => {
     const id = await submit();
     const { processor } = h.app.sourceCache;
-    await Promise.all([processor.process(id), processor.process(id, true)]);
+    await Promise.all([processor.process(id), processor.process(id, 4)]);
     const body = await get(id);
     expect(['complete', 'failed']).toContain(body.state);
     expect(body.state_history.map((s: { state: string }) => s.state)).toEqual([body.state, 'in_progress']);
     expect((await eventsFor(id, 2)).map((e) => e.state)).toEqual(['in_progress', body.state]);
+  }, 90_000);
+
+  it('a work item delivered more than DOCKYARD_CACHITO_MAX_ATTEMPTS (3) times ends the request failed as interrupted', async () => {
+    const id = await submit();
+    await h.app.sourceCache.processor.process(id, 4);
+    expect(await get(id)).toMatchObject({
+      state: 'failed',
+      state_reason: 'The request was interrupted: the workers processing it stopped before finishing, 3 times. Submit the request again to retry it.',
+    });
+    expect((await eventsFor(id, 2)).map((e) => e.state)).toEqual(['in_progress', 'failed']);
   }, 90_000);
 
   it('a worker PATCH repeating the current state and reason adds no state and publishes nothing', async () => {

@@ -28,6 +28,8 @@ export interface ProcessorOptions {
   publicUrl: string;
   cloneTimeoutMs: number;
   maxRepoBytes: number;
+  /** Deliveries of one work item before the request ends failed as interrupted. */
+  maxAttempts: number;
   log: FastifyBaseLogger;
 }
 
@@ -42,16 +44,17 @@ export class RequestProcessor {
   constructor(private readonly o: ProcessorOptions) {}
 
   /**
-   * Processes request `id` once. `redelivered` means a previous worker took it and never finished
-   * (killed mid-way): the request then ends failed with a reason instead of being half-redone;
-   * submitting it again retries it, from the cache.
+   * Processes request `id` from the start. `delivery` counts the work item's deliveries: a later
+   * one means a previous worker took it and stopped mid-way, so it is done again from scratch
+   * (every attempt has its own work dir and bundle key, and only one attempt's outcome is stored).
+   * Past `maxAttempts` the request ends failed as interrupted instead.
    */
-  async process(id: number, redelivered = false): Promise<void> {
+  async process(id: number, delivery = 1): Promise<void> {
     const row = await this.o.requests.load(id);
     // Already final (a repeat of a finished item): acknowledged without work.
     if (!row || row.state !== 'in_progress') return;
-    if (redelivered) {
-      await this.o.requests.fail(id, 'The request was interrupted: the worker processing it stopped before finishing. Submit the request again to retry it.', row.logs);
+    if (delivery > this.o.maxAttempts) {
+      await this.o.requests.fail(id, `The request was interrupted: the workers processing it stopped before finishing, ${this.o.maxAttempts} times. Submit the request again to retry it.`, row.logs);
       return;
     }
     const lines: string[] = [];
@@ -64,6 +67,7 @@ export class RequestProcessor {
     let failure: string | null = null;
     try {
       log(`Processing Cachito request ${id}: ${row.repo} at ${row.ref}`);
+      if (delivery > 1) log(`Attempt ${delivery} of ${this.o.maxAttempts}: the worker that took this request before stopped before finishing`);
       await assertGitUrlAllowed(row.repo, this.o.policy).catch((err: Error) => {
         throw new RequestError(err.message);
       });

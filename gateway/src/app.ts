@@ -146,20 +146,25 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
   await app.register(eventsPlugin, { nc, subjects, pingMs: config.DOCKYARD_EVENTS_PING_MS, maxBufferBytes: config.DOCKYARD_EVENTS_MAX_BUFFER_KB * 1024, stallMs: config.DOCKYARD_EVENTS_STALL_MS });
   await app.register(consolePlugin);
 
-  // The gateway is ready when NATS answers and every service reports ready.
+  // The gateway is ready when NATS answers and every service has at least one ready replica: the
+  // forwarder takes requests a dead replica never received to the next one.
   for (const service of SERVICE_NAMES) {
     app.readiness.set(service, async () => {
-      await Promise.all(
-        config.upstreams[service].map(async (base) => {
-          const res = await httpRequest(new URL('/readyz', base), { headersTimeout: 2500, bodyTimeout: 2500 });
-          const body = (await res.body.json().catch(() => ({}))) as { checks?: Record<string, { ok: boolean; error?: string }> };
-          if (res.statusCode !== 200) {
-            const failing = Object.entries(body.checks ?? {}).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.error}`);
-            throw new Error(`${base} not ready${failing.length ? ` (${failing.join('; ')})` : ` (HTTP ${res.statusCode})`}`);
-          }
-        }),
-      );
+      await Promise.any(config.upstreams[service].map((base) => replicaReady(base))).catch((err: AggregateError) => {
+        throw new Error(err.errors.map((e: Error) => e.message).join('; '));
+      });
     });
   }
   return { app, resolver };
+}
+
+/** Resolves when the replica at `base` answers its own `/readyz` with 200; the error names what fails. */
+async function replicaReady(base: string): Promise<void> {
+  const res = await httpRequest(new URL('/readyz', base), { headersTimeout: 2500, bodyTimeout: 2500 }).catch((err: Error) => {
+    throw new Error(`${base} unreachable (${err.message})`);
+  });
+  const body = (await res.body.json().catch(() => ({}))) as { checks?: Record<string, { ok: boolean; error?: string }> };
+  if (res.statusCode === 200) return;
+  const failing = Object.entries(body.checks ?? {}).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.error}`);
+  throw new Error(`${base} not ready${failing.length ? ` (${failing.join('; ')})` : ` (HTTP ${res.statusCode})`}`);
 }

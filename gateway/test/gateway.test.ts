@@ -172,6 +172,24 @@ describe('gateway (real services, PostgreSQL and NATS)', () => {
     }
   });
 
+  it('is ready while one replica of a service is, and not ready when none is', async () => {
+    const live = services.upstreamEnv.DOCKYARD_BUILD_URL;
+    const one = (await buildGateway(loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_BUILD_URL: `http://127.0.0.1:9,${live}` }))).app;
+    const none = (await buildGateway(loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_BUILD_URL: 'http://127.0.0.1:9,http://127.0.0.1:7' }))).app;
+    try {
+      const ready = await one.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json().checks.build).toEqual({ ok: true });
+      const notReady = await none.inject({ url: '/readyz' });
+      expect(notReady.statusCode).toBe(503);
+      // Every replica's failure is named.
+      expect(notReady.json().checks.build.error).toMatch(/127\.0\.0\.1:9 unreachable.*127\.0\.0\.1:7 unreachable/);
+    } finally {
+      await one.close();
+      await none.close();
+    }
+  });
+
   it('limits the request rate per identity', async () => {
     const limited = (await buildGateway(loadGatewayConfig({ ...env.env, ...services.upstreamEnv, DOCKYARD_RATE_LIMIT: '3' }))).app;
     try {

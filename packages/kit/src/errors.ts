@@ -19,3 +19,9 @@ export const conflict = (message: string) => new HttpError(409, message);
 export interface ErrorBody {
   error: string;
 }
+
+/**
+ * Whether `text` holds a control character (C0 or DEL). Names with one are refused: NUL cannot be
+ * stored in PostgreSQL text, and the others forge log lines, listings and file names.
+ */
+export const hasControlCharacter = (text: string): boolean => /[\0-\x1f\x7f]/.test(text);

@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import ipaddr from 'ipaddr.js';
-import { badRequest } from './errors.js';
+import { badRequest, hasControlCharacter } from './errors.js';
 
 /**
  * DOCKYARD_GIT_ALLOW, parsed: the one policy every service that clones obeys. By default only
@@ -33,7 +33,7 @@ export function parseGitPolicy(value: string): GitPolicy {
 
 /** Splits a git URL (including scp-like `user@host:path`) into scheme and host. */
 export function parseGitUrl(url: string): { scheme: string; host: string } {
-  if (/[\0-\x1f\x7f]/.test(url)) throw badRequest('The git URL contains control characters');
+  if (hasControlCharacter(url)) throw badRequest('The git URL contains control characters');
   // git's `<transport>::<address>` form (ext::, fd::) runs helpers: treat the transport as the scheme.
   const transport = /^([a-z][a-z0-9+.-]*)::/i.exec(url);
   if (transport) return { scheme: transport[1].toLowerCase(), host: '' };

@@ -134,6 +134,7 @@ describe('Processes: start, status, log, output, visibility; upload checks; base
     expect(await post('/api/recording/create', await zipOf({ Dockerfile: 'FROM x' }), { dockerfile: '../Dockerfile' })).toEqual({ status: 400, error: 'dockerfile: "../Dockerfile" must be a relative path inside the archive' });
     expect(await post('/api/recording/create', await zipWithName('aa/evil', '../evil'))).toEqual({ status: 400, error: 'file: entry "../evil" escapes the archive (zip-slip)' });
     expect(await post('/api/recording/create', await zipWithName('xetc/pw', '/etc/pw'))).toEqual({ status: 400, error: 'file: entry "/etc/pw" has an absolute path (entries must stay inside the archive)' });
+    expect(await post('/api/recording/create', await zipOf({ Dockerfile: 'FROM x', 'a\u0001b\nc': 'x' }))).toEqual({ status: 400, error: 'file: entry "a\\u0001b\\nc" has a control character in its name' });
     expect(await post('/api/recording/create', Buffer.concat(chunks))).toEqual({ status: 400, error: 'file: entry "link" is a symbolic link (links are not allowed in the archive)' });
     expect(await post('/api/recording/create', await zipOf(many))).toEqual({ status: 400, error: 'file: the archive has 26 entries, more than the limit of 20' });
     expect(await post('/api/recording/create', await zipOf({ Dockerfile: 'FROM x', big: Buffer.alloc(200_000) }))).toEqual({ status: 400, error: 'file: entry "big" is 200000 bytes, larger than the limit of 100000' });

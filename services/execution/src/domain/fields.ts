@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { MultipartFile } from '@fastify/multipart';
-import { badRequest, HttpError } from '@dockyard/kit';
+import { badRequest, hasControlCharacter, HttpError } from '@dockyard/kit';
 import type { ExecutionConfig } from '../config.js';
 import { parseSize } from '../config.js';
 import type { AttachmentUpload } from './uploads.js';
@@ -59,7 +59,7 @@ export function pipelineName(form: RawForm, required: boolean): string | undefin
   }
   if (name.length > 128) throw badRequest('name must NOT have more than 128 characters');
   // NUL cannot be stored (PostgreSQL text) and control characters forge log lines and listings.
-  if (/[\0-\x1f\x7f]/.test(name)) throw badRequest('name must not contain control characters');
+  if (hasControlCharacter(name)) throw badRequest('name must not contain control characters');
   return name;
 }
 

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { badRequest, forbidden, routeSchema, unauthorized, type Identity, type OpenApiDocument } from '@dockyard/kit';
+import { badRequest, forbidden, hasControlCharacter, routeSchema, unauthorized, type Identity, type OpenApiDocument } from '@dockyard/kit';
 import { toTokenView, toUserView, type Accounts, type TokenRow, type UserFlags } from '../domain/accounts.js';
 import type { Groups } from '../domain/groups.js';
 
@@ -51,7 +51,7 @@ export const authRoutes: FastifyPluginAsync<Deps> = async (app, { doc, accounts,
     handler: async (request, reply) => {
       const body = request.body as { name: string; expiresAt?: string | null; login?: string };
       // NUL cannot be stored (PostgreSQL text: a 500 before this check); control characters forge listings.
-      if (/[\0-\x1f\x7f]/.test(body.name)) throw badRequest('name: must not contain control characters');
+      if (hasControlCharacter(body.name)) throw badRequest('name: must not contain control characters');
       const userId = await subjectOf(request, accounts, body.login);
       const { token, row } = await accounts.createToken(userId, body.name, body.expiresAt ? new Date(body.expiresAt) : null);
       return reply.status(201).send({ ...toTokenView(row), token });

@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import tar from 'tar-stream';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
-import { badRequest } from '@dockyard/kit';
+import { badRequest, hasControlCharacter } from '@dockyard/kit';
 
 /** Limits on an uploaded archive. */
 export interface ZipLimits {
@@ -58,6 +58,8 @@ export async function inspectZip(file: string, limits: ZipLimits): Promise<ZipEn
           const name = entry.fileName;
           const mode = (entry.externalFileAttributes >>> 16) & S_IFMT;
           if (mode === S_IFLNK) throw badRequest(`file: entry "${name}" is a symbolic link (links are not allowed in the archive)`);
+          // A control character (NUL, newline, escape) in a name would end up in logs, tar headers and file names.
+          if (hasControlCharacter(name)) throw badRequest(`file: entry ${JSON.stringify(name)} has a control character in its name`);
           if (name.includes('\\')) throw badRequest(`file: entry "${name}" has a backslash in its name`);
           if (name.split('/').some((s) => s === '..')) throw badRequest(`file: entry "${name}" escapes the archive (zip-slip)`);
           const directory = name.endsWith('/');

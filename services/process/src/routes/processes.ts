@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
-import { HttpError, badRequest, conflict, notFound, routeSchema, unauthorized, type Identity, type OpenApiDocument } from '@dockyard/kit';
+import { HttpError, badRequest, conflict, hasControlCharacter, notFound, routeSchema, unauthorized, type Identity, type OpenApiDocument } from '@dockyard/kit';
 import { statusView, visibleTo, type Processes, type ProcessKind } from '../domain/processes.js';
 import { inspectZip, readEntries, type ZipLimits } from '../domain/zip.js';
 import { parseRee, REE_FILE } from '../domain/ree.js';
@@ -57,7 +57,7 @@ async function readForm(request: FastifyRequest, staging: string, fields: Set<st
         if (field.fieldname === 'tag') {
           if (value.length > 255) throw badRequest('tag: at most 255 characters');
           // NUL cannot be stored (PostgreSQL text): a 500 after the upload was kept, before this check.
-          if (/[\0-\x1f\x7f]/.test(value)) throw badRequest('tag: must not contain control characters');
+          if (hasControlCharacter(value)) throw badRequest('tag: must not contain control characters');
           form.tag = value || null;
         } else if (field.fieldname === 'dockerfile') {
           if (!SAFE_PATH.test(value)) throw badRequest(`dockerfile: "${value}" must be a relative path inside the archive`);

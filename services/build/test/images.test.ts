@@ -129,6 +129,12 @@ describe('Kabuto images on the real Docker engine and registry', () => {
   it('refuses contexts over the size or file-count limit with 413, leaving nothing staged', async () => {
     const big = await post(alice, multipart({ name: 'big', dockerfile: 'FROM scratch\n' }, [{ name: 'big.bin', content: 'x'.repeat(5000) }]));
     expect(big.statusCode).toBe(413);
+    // The dockerfile field is part of the context: 3,000 bytes of attachment pass alone, not with it.
+    const dockerfile = `FROM scratch\n# ${'y'.repeat(2000)}\n`;
+    const fits = await post(alice, multipart({ name: 'fits', dockerfile: 'FROM scratch\n' }, [{ name: 'part.bin', content: 'x'.repeat(3000) }]));
+    expect(fits.statusCode).toBe(200);
+    const over = await post(alice, multipart({ name: 'over', dockerfile }, [{ name: 'part.bin', content: 'x'.repeat(3000) }]));
+    expect([over.statusCode, over.json().error]).toEqual([413, 'The build context is larger than 4096 bytes']);
     const many = await post(alice, multipart({ name: 'many', dockerfile: 'FROM scratch\n' }, ['a', 'b', 'c', 'd', 'e'].map((n) => ({ name: n, content: n }))));
     expect([many.statusCode, many.json().error]).toEqual([413, expect.stringMatching(/files/)]);
     expect(await readdir(path.join(env.dataDir, 'build', 'uploads'))).toEqual([]);

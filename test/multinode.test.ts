@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { connectNats, Subjects } from '@dockyard/kit';
+import { connectNats, json, Subjects } from '@dockyard/kit';
 import { gitDaemon, until } from '@dockyard/kit/testing';
 import { baseEnv, healthy, readStream, startNatsCluster, startNode, startPostgres, type NatsCluster, type NodeProc, type Postgres } from './multinode/cluster.js';
 
@@ -24,6 +24,7 @@ const IMAGE_BUILDS = 25;
 const ECR_BUILDS = 25;
 const CACHITO = 50;
 const AUTH = { authorization: 'sage testuser_token' };
+const EXPECTED = { job: 'done', build: 'SUCCESS', request: 'complete' };
 const FINAL = { job: ['done', 'failed', 'killed'], build: ['SUCCESS', 'FAILURE', 'ABORTED'], request: ['complete', 'failed', 'stale'] };
 
 /** Runs `fn` over `items` with at most `n` at a time. */
@@ -232,8 +233,16 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
     mark('all final');
 
     // --- exactly once: one terminal event per item (events stream, 3 replicas, read after the faults)
+    const problems: string[] = [];
     const nc = await connectNats(nats.urls.slice(0, 2).join(','), 'multinode-reader');
     const events = await readStream(nc, new Subjects(prefix).stream('EVENTS'));
+    // Every stream the platform made kept its 3 replicas (one process ensuring a stream with its own
+    // default of 1 once shrank EVENTS to a single copy, which died with its NATS node).
+    const names = json.decode<{ streams: string[] }>((await nc.request('$JS.API.STREAM.NAMES', '', { timeout: 10_000 })).data).streams.filter((n) => n.startsWith(new Subjects(prefix).stream('')));
+    for (const name of names) {
+      const info = json.decode<{ config: { num_replicas: number } }>((await nc.request(`$JS.API.STREAM.INFO.${name}`, '', { timeout: 10_000 })).data);
+      if (info.config.num_replicas !== 3) problems.push(`stream ${name} has ${info.config.num_replicas} replica(s), not 3`);
+    }
     await nc.close();
     const terminal = new Map<string, Set<string>>();
     const note = (key: string, id: string) => (terminal.get(key) ?? terminal.set(key, new Set()).get(key)!).add(id);
@@ -249,7 +258,6 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
       request: await pg.query(`SELECT id, state FROM source_cache.requests`),
     };
     const table: Record<string, Record<string, number>> = {};
-    const problems: string[] = [];
     for (const [kind, list] of Object.entries(rows)) {
       for (const [id, state, sub] of list) {
         const label = kind === 'build' ? `build (${sub})` : kind;
@@ -257,6 +265,10 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
         row.stored++;
         row[state] = (row[state] ?? 0) + 1;
         if (FINAL[kind as keyof typeof FINAL].includes(state)) row.final++;
+        // Every job's command succeeds, every Dockerfile builds, every repository is fine, and nobody
+        // kills anything: any other final state is a fault the platform let through (a job killed by
+        // a second worker racing the first, a request failed because its worker died).
+        if (state !== EXPECTED[kind as keyof typeof EXPECTED]) problems.push(`${kind} ${id} ended ${state}, not ${EXPECTED[kind as keyof typeof EXPECTED]}`);
         const n = terminal.get(`${kind}:${id}`)?.size ?? 0;
         if (n === 1) row['finished once']++;
         else if (n === 0) (row['never finished']++, problems.push(`${kind} ${id} (${state}): no terminal event`));

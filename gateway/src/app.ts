@@ -51,7 +51,9 @@ export async function buildGateway(config: GatewayConfig, fastify?: Partial<Fast
     fastify,
   });
   const subjects = new Subjects(config.DOCKYARD_NATS_PREFIX);
-  const nc: NatsConnection = await connectNats(config.DOCKYARD_NATS_URL, 'gateway');
+  // With the deployment's replicas: the gateway ensures the EVENTS stream too, and a stream is updated
+  // to the replicas its ensurer asks for (one replica here once took EVENTS down with one NATS node).
+  const nc: NatsConnection = await connectNats(config.DOCKYARD_NATS_URL, 'gateway', { replicas: config.DOCKYARD_NATS_REPLICAS });
   app.addHook('onClose', async () => {
     if (!nc.isClosed()) await nc.drain();
   });

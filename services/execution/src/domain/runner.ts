@@ -298,13 +298,6 @@ export class ContainerRunner {
       }
       try {
         await container.start();
-        this.shell.set(job.imageRef, shell);
-        // Killed between creation and start: stop it at once; the outcome says killed.
-        if (!(await hooks.started())) {
-          entry.killedBy ??= 'a kill request';
-          await container.kill().catch(() => undefined);
-        }
-        break;
       } catch (err) {
         this.running.delete(job.id);
         await this.remove(container.id);
@@ -317,18 +310,44 @@ export class ContainerRunner {
         }
         return { state: 'failed', reason: `The container could not start: ${message.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '')}`, exitCode: null, usage: zero, resultKey: null };
       }
+      this.shell.set(job.imageRef, shell);
+      // Outside the try above: the hook failing (PostgreSQL or NATS away) is no fault of the job's.
+      // It propagates, the work item is retried, and the next attempt reattaches or starts again.
+      // Killed between creation and start: stop it at once; the outcome says killed.
+      const go = await hooks.started().catch((err: unknown) => {
+        this.running.delete(job.id);
+        throw err;
+      });
+      if (!go) {
+        entry.killedBy ??= 'a kill request';
+        await container.kill().catch(() => undefined);
+      }
+      break;
     }
     return this.follow(job, container, 0, signal);
   }
 
   /** Follows a container a previous worker started: the lines it already stored are skipped. */
+  /** Whether the container exists and was started (running or exited, not just created). */
+  async wasStarted(containerId: string): Promise<boolean> {
+    try {
+      const { State } = await this.docker.getContainer(containerId).inspect();
+      return State.Status !== 'created' && !State.StartedAt.startsWith('0001-');
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return false;
+      throw err;
+    }
+  }
+
   async reattach(job: Job, signal: AbortSignal): Promise<Outcome | null> {
     if (!job.containerId) return null;
     const container = this.docker.getContainer(job.containerId);
     try {
       await container.inspect();
-    } catch {
-      return null;
+    } catch (err) {
+      // Gone for certain only on a 404; anything else (the engine busy or restarting) is retried.
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw err;
     }
     this.running.set(job.id, { container, killedBy: job.killRequested, timedOut: false });
     // A kill asked for while no worker watched it.

@@ -42,6 +42,13 @@ export class ExecutionWorker {
   /** This worker process, as a lease holder. */
   private readonly id = randomUUID();
   private stopConsuming: (() => Promise<void>) | null = null;
+  /**
+   * How long a pipeline lease lasts unrenewed: three renewals (one per third of the ack wait) may
+   * be missed (a loaded machine, PostgreSQL restarting) before another worker takes the pipeline.
+   */
+  private get leaseMs(): number {
+    return 3 * this.opts.ackWaitMs;
+  }
   private killSub: ReturnType<NatsConnection['subscribe']> | null = null;
 
   constructor(
@@ -133,7 +140,7 @@ export class ExecutionWorker {
    */
   private async lease(pipelineId: number, run: number): Promise<boolean> {
     const n = await this.prisma.$executeRaw`
-      UPDATE pipelines SET lease_owner = ${this.id}, lease_until = now() + ${this.opts.ackWaitMs}::int * interval '1 millisecond'
+      UPDATE pipelines SET lease_owner = ${this.id}, lease_until = now() + ${this.leaseMs}::int * interval '1 millisecond'
       WHERE id = ${pipelineId} AND run = ${run} AND (lease_owner IS NULL OR lease_owner = ${this.id} OR lease_until < now())`;
     return n === 1;
   }
@@ -200,6 +207,11 @@ export class ExecutionWorker {
   /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */
   private async runJob(job: Job, run: number, removals: Promise<void>[], signal: AbortSignal): Promise<Job> {
     let outcome: Outcome;
+    // Started by a worker that stopped before recording it (state still in_queue): follow that run
+    // instead of removing the container and running the command a second time.
+    if (job.state === 'in_queue' && job.containerId && (await this.runner.wasStarted(job.containerId))) {
+      job = (await transition(this.prisma, this.events, job, ['in_queue'], 'running', { startedAt: new Date(), reason: null })) ?? job;
+    }
     if (job.state === 'running') {
       outcome = (await this.runner.reattach(job, signal)) ?? { state: 'failed', reason: GONE, exitCode: null, usage: { cpu: 0, memory: 0, io: 0 }, resultKey: null };
     } else {

@@ -1,6 +1,8 @@
 import yauzl from 'yauzl';
 import type { FastifyInstance } from 'fastify';
 import Docker from 'dockerode';
+import { jetstream } from '@nats-io/jetstream';
+import type { PrismaClient } from '../src/generated/prisma/client.js';
 import { LABEL_DEPLOYMENT, LABEL_JOB } from '../src/domain/runner.js';
 import { alice, multipart, startExecution, until, type Harness } from './helpers.js';
 
@@ -138,6 +140,27 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     const empty = await h.app.inject({ url: `/pipeline/${pid}/job/${j1}?result`, headers: h.as(alice) });
     expect([empty.statusCode, empty.headers['content-type']]).toEqual([200, 'application/zip']);
     expect(await unzip(empty.rawPayload)).toEqual({});
+  });
+
+  it('a second delivery of a run message to the same worker while it runs the first waits instead of running the jobs again', async () => {
+    // Seen in the multi-node run: a prefetched copy redelivered to the same process passed the
+    // pipeline lease (same holder) and ran the jobs beside the first, killing them (exit 137).
+    const pid = await newPipeline('twice');
+    const jobs = [await addJob(pid, { command: 'echo a; sleep 1' }), await addJob(pid, { command: 'echo b; sleep 1' })];
+    await submit(pid);
+    const prisma = h.app.db.prisma as unknown as PrismaClient;
+    const { run } = await prisma.pipeline.findUniqueOrThrow({ where: { id: pid } });
+    const copy = { pipelineId: pid, run, actor: 'alice' };
+    await jetstream(h.app.nats).publish(h.app.subjects.of('execution.pipeline.run'), JSON.stringify(copy), { msgID: `copy-${pid}` });
+    await finished(pid);
+    for (const jid of jobs) {
+      expect(await job(pid, jid)).toMatchObject({ state: 'done' });
+      expect(states(jid).filter((s) => s !== 'in_queue')).toEqual(['running', 'done']);
+    }
+    const pipelinesFinished = () => events.filter((e) => e.subject === 'events.execution.pipeline.finished' && e.payload.pipelineId === pid).length;
+    // The copy is acknowledged once it finds the run finished; it announces nothing.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(pipelinesFinished()).toBe(1);
   });
 
   it('re-runs a failing job as many times as its retries allow', async () => {

@@ -25,6 +25,14 @@ export class LeaseLost extends Error {
   }
 }
 
+/** One handling of a pipeline's run message: the lease it holds and what aborts it. */
+interface Turn {
+  run: number;
+  /** The lease holder: one per handling, so two deliveries of one message in one process are two holders. */
+  holder: string;
+  signal: AbortSignal;
+}
+
 export interface WorkerOptions {
   concurrency: number;
   ackWaitMs: number;
@@ -39,7 +47,7 @@ export interface WorkerOptions {
  */
 export class ExecutionWorker {
   private readonly abort = new AbortController();
-  /** This worker process, as a lease holder. */
+  /** This worker process; each handling of a message holds leases as `<id>/<uuid>`. */
   private readonly id = randomUUID();
   private stopConsuming: (() => Promise<void>) | null = null;
   /**
@@ -138,50 +146,53 @@ export class ExecutionWorker {
    * a second worker while the first still runs it (a prefetched message whose ack wait ran out), so
    * the database decides who runs it; a lease not renewed (its worker died) can be taken over.
    */
-  private async lease(pipelineId: number, run: number): Promise<boolean> {
+  private async lease(pipelineId: number, run: number, holder: string): Promise<boolean> {
     const n = await this.prisma.$executeRaw`
-      UPDATE pipelines SET lease_owner = ${this.id}, lease_until = now() + ${this.leaseMs}::int * interval '1 millisecond'
-      WHERE id = ${pipelineId} AND run = ${run} AND (lease_owner IS NULL OR lease_owner = ${this.id} OR lease_until < now())`;
+      UPDATE pipelines SET lease_owner = ${holder}, lease_until = now() + ${this.leaseMs}::int * interval '1 millisecond'
+      WHERE id = ${pipelineId} AND run = ${run} AND (lease_owner IS NULL OR lease_owner = ${holder} OR lease_until < now())`;
     return n === 1;
   }
 
   private async runPipeline(run: ExecutionPipelineRun): Promise<void> {
+    // A message redelivered to this same process while it still runs the first delivery is a second
+    // holder too: it waits here until the first ends, instead of running the jobs beside it.
+    const holder = `${this.id}/${randomUUID()}`;
     let pipeline;
     for (;;) {
       pipeline = await this.prisma.pipeline.findUnique({ where: { id: run.pipelineId } });
       // Deleted, submitted again since, or already finished: this message is stale.
       if (!pipeline || pipeline.run !== run.run || pipeline.finishedRun >= run.run) return;
-      if (await this.lease(pipeline.id, run.run)) break;
+      if (await this.lease(pipeline.id, run.run, holder)) break;
       if (this.abort.signal.aborted) throw new WorkerStopping();
       await new Promise((r) => setTimeout(r, 1000));
     }
     // Losing the lease aborts this run as a stopping worker would (containers keep running).
     const lost = new AbortController();
     const renew = setInterval(() => {
-      this.lease(run.pipelineId, run.run).then(
+      this.lease(run.pipelineId, run.run, holder).then(
         (held) => held || lost.abort(new LeaseLost(run.pipelineId)),
         () => undefined, // PostgreSQL away: try again next time; the lease may run out meanwhile.
       );
     }, Math.max(500, this.opts.ackWaitMs / 3));
     try {
-      await this.runJobs(pipeline, run, AbortSignal.any([this.abort.signal, lost.signal]));
+      await this.runJobs(pipeline, run, { run: run.run, holder, signal: AbortSignal.any([this.abort.signal, lost.signal]) });
     } catch (err) {
       if (lost.signal.aborted) throw lost.signal.reason;
       throw err;
     } finally {
       clearInterval(renew);
-      await this.prisma.pipeline.updateMany({ where: { id: run.pipelineId, leaseOwner: this.id }, data: { leaseOwner: null, leaseUntil: null } });
+      await this.prisma.pipeline.updateMany({ where: { id: run.pipelineId, leaseOwner: holder }, data: { leaseOwner: null, leaseUntil: null } });
     }
   }
 
-  private async runJobs(pipeline: Pipeline, run: ExecutionPipelineRun, signal: AbortSignal): Promise<void> {
+  private async runJobs(pipeline: Pipeline, run: ExecutionPipelineRun, turn: Turn): Promise<void> {
     const ids = await this.prisma.job.findMany({ where: { pipelineId: pipeline.id }, orderBy: { position: 'asc' }, select: { id: true } });
     let blocker: Job | null = null;
     const states: Record<string, JobState> = {};
     // Containers are removed while the next job starts; all are gone before the pipeline is announced finished.
     const removals: Promise<void>[] = [];
     for (const { id } of ids) {
-      if (signal.aborted) throw new WorkerStopping();
+      if (turn.signal.aborted) throw new WorkerStopping();
       let job = await this.prisma.job.findUnique({ where: { id } });
       if (!job || job.state === 'ready') continue; // added after the submission: not part of this run
       if (blocker && job.state === 'in_queue') {
@@ -191,7 +202,7 @@ export class ExecutionWorker {
           finishedAt: new Date(),
         })) ?? job;
       } else if (job.state === 'in_queue' || job.state === 'running') {
-        job = await this.runJob(job, run.run, removals, signal);
+        job = await this.runJob(job, turn, removals);
       }
       const fresh = await this.prisma.job.findUniqueOrThrow({ where: { id } });
       states[String(id)] = fresh.state as JobState;
@@ -205,7 +216,8 @@ export class ExecutionWorker {
   }
 
   /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */
-  private async runJob(job: Job, run: number, removals: Promise<void>[], signal: AbortSignal): Promise<Job> {
+  private async runJob(job: Job, turn: Turn, removals: Promise<void>[]): Promise<Job> {
+    const { signal } = turn;
     let outcome: Outcome;
     // Started by a worker that stopped before recording it (state still in_queue): follow that run
     // instead of removing the container and running the command a second time.
@@ -227,7 +239,7 @@ export class ExecutionWorker {
               UPDATE jobs SET container_id = ${containerId}, engine_id = ${this.opts.engineId},
                 log_base = (SELECT count(*)::int FROM job_logs WHERE job_id = ${job.id})
               WHERE id = ${job.id}
-                AND EXISTS (SELECT 1 FROM pipelines p WHERE p.id = ${job.pipelineId} AND p.lease_owner = ${this.id})
+                AND EXISTS (SELECT 1 FROM pipelines p WHERE p.id = ${job.pipelineId} AND p.lease_owner = ${turn.holder})
               RETURNING kill_requested`;
             if (!row) {
               await this.runner.remove(containerId);
@@ -255,7 +267,7 @@ export class ExecutionWorker {
       }
     }
     // Stored only while this worker still holds the pipeline (renewed here, not just on the timer).
-    if (!(await this.lease(job.pipelineId, run))) throw new LeaseLost(job.pipelineId);
+    if (!(await this.lease(job.pipelineId, turn.run, turn.holder))) throw new LeaseLost(job.pipelineId);
     return this.finish(job, outcome, removals);
   }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
@@ -66,7 +67,9 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
     config,
     enqueue: async (pipelineId, run, actor) => {
       const msg: ExecutionPipelineRun = { pipelineId, run, actor };
-      await js.publish(runSubject, json.encode(msg), { msgID: `pipeline-${pipelineId}-run-${run}` });
+      // A message id of its own per attempt: a submission retried after its transaction rolled back
+      // publishes the same run again and must not be dropped as a duplicate of the first.
+      await js.publish(runSubject, json.encode(msg), { msgID: `pipeline-${pipelineId}-run-${run}-${randomUUID()}`, timeout: 10_000 });
     },
   };
   const natsDeps = { ...deps, nc: app.nats, subjects: app.subjects };

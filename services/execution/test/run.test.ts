@@ -163,6 +163,20 @@ describe('execution: jobs run in containers on the real Docker engine', () => {
     expect(pipelinesFinished()).toBe(1);
   });
 
+  it('runs a message that arrives before its submission committed, once the commit lands', async () => {
+    // The submission publishes inside its transaction (so a process dying after the commit cannot
+    // leave a pipeline queued with no message); the worker may see the message first.
+    const pid = await newPipeline('early');
+    const jid = await addJob(pid, { command: 'echo early' });
+    const prisma = h.app.db.prisma as unknown as PrismaClient;
+    const { run } = await prisma.pipeline.findUniqueOrThrow({ where: { id: pid } });
+    await jetstream(h.app.nats).publish(h.app.subjects.of('execution.pipeline.run'), JSON.stringify({ pipelineId: pid, run: run + 1, actor: 'alice' }));
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await job(pid, jid)).toMatchObject({ state: 'ready' });
+    await prisma.$transaction([prisma.pipeline.update({ where: { id: pid }, data: { run: run + 1 } }), prisma.job.updateMany({ where: { id: jid }, data: { state: 'in_queue' } })]);
+    expect(await ended(pid, jid)).toMatchObject({ state: 'done' });
+  });
+
   it('re-runs a failing job as many times as its retries allow', async () => {
     const pid = await newPipeline();
     const jid = await addJob(pid, { command: 'echo attempt; exit 2', retries: '1' });

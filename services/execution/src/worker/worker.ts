@@ -25,6 +25,16 @@ export class LeaseLost extends Error {
   }
 }
 
+/** Longer than any submission transaction (30 s): a message older than this whose run the pipeline never reached was rolled back. */
+const UNCOMMITTED_MS = 60_000;
+
+/** A run message whose submission has not committed yet; retried shortly. */
+class NotCommittedYet extends Error {
+  constructor(pipelineId: number, run: number) {
+    super(`pipeline ${pipelineId} run ${run} is not committed yet`);
+  }
+}
+
 /** One handling of a pipeline's run message: the lease it holds and what aborts it. */
 interface Turn {
   run: number;
@@ -84,7 +94,7 @@ export class ExecutionWorker {
       stream: this.subjects.stream('EXECUTION'),
       subject: this.subjects.of(RUN_SUBJECT),
       durable: 'runners',
-      handle: (run) => this.runPipeline(run),
+      handle: (run, msg) => this.runPipeline(run, Number(msg.info.timestampNanos / 1_000_000)),
       log: this.log,
       ackWaitMs: this.opts.ackWaitMs,
       concurrency: this.opts.concurrency,
@@ -153,13 +163,19 @@ export class ExecutionWorker {
     return n === 1;
   }
 
-  private async runPipeline(run: ExecutionPipelineRun): Promise<void> {
+  private async runPipeline(run: ExecutionPipelineRun, publishedAt: number): Promise<void> {
     // A message redelivered to this same process while it still runs the first delivery is a second
     // holder too: it waits here until the first ends, instead of running the jobs beside it.
     const holder = `${this.id}/${randomUUID()}`;
     let pipeline;
     for (;;) {
       pipeline = await this.prisma.pipeline.findUnique({ where: { id: run.pipelineId } });
+      if (pipeline && pipeline.run < run.run) {
+        // Published inside a submission's transaction that has not committed yet: wait for it. One
+        // that never commits (rolled back) names a run the pipeline never reaches: dropped.
+        if (Date.now() - publishedAt < UNCOMMITTED_MS) throw new NotCommittedYet(run.pipelineId, run.run);
+        return;
+      }
       // Deleted, submitted again since, or already finished: this message is stale.
       if (!pipeline || pipeline.run !== run.run || pipeline.finishedRun >= run.run) return;
       if (await this.lease(pipeline.id, run.run, holder)) break;

@@ -38,8 +38,8 @@ async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promis
   }));
 }
 
-// About 6 minutes and ~20 processes: run on purpose with DOCKYARD_MULTINODE=1. Kept out of the default
-// run until the source-cache and execution findings it reports are fixed (docs/architecture.md, Scale-out).
+// About 4.5 minutes and ~20 processes: `make test` runs it on its own after the other files
+// (deploy/local/test.sh sets DOCKYARD_MULTINODE=1); skipped in the main jest run.
 const maybe = process.env.DOCKYARD_MULTINODE === '1' ? describe : describe.skip;
 
 maybe('multi-node Dockyard survives killed NATS node, workers, API process and a PostgreSQL restart', () => {

@@ -28,3 +28,10 @@ pnpm --filter @dockyard/contracts run check
 
 log "jest: unit and integration tests"
 NODE_OPTIONS=--experimental-vm-modules pnpm exec jest "$@"
+
+# The multi-node fault test (~20 processes, ~4.5 min) runs last and alone: beside other test files
+# on two cores its timings would be the machine's, not the platform's. Skipped when paths are given.
+if (($# == 0)); then
+  log "jest: the multi-node fault test"
+  DOCKYARD_MULTINODE=1 NODE_OPTIONS=--experimental-vm-modules pnpm exec jest test/multinode.test.ts
+fi

@@ -127,6 +127,9 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
       DOCKYARD_CACHITO_ACK_WAIT_MS: '5000',
       DOCKYARD_PROCESS_ACK_WAIT_MS: '5000',
       DOCKYARD_BUILD_MAX_ATTEMPTS: '3',
+      // Four pipelines at a time per execution worker (jobs mostly sleep): the batch ends sooner
+      // once one of the two workers is killed.
+      DOCKYARD_EXECUTION_CONCURRENCY: '4',
     };
     // Processes of one service share its data directory (blobs, job files): as a shared volume would.
     const spawnService = (service: string, role: 'api' | 'worker', i: number) =>

@@ -38,7 +38,7 @@ async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promis
   }));
 }
 
-// About 4.5 minutes and ~20 processes: `make test` runs it on its own after the other files
+// About 3 minutes and ~20 processes: `make test` runs it on its own after the other files
 // (deploy/local/test.sh sets DOCKYARD_MULTINODE=1); skipped in the main jest run.
 const maybe = process.env.DOCKYARD_MULTINODE === '1' ? describe : describe.skip;
 

@@ -29,7 +29,7 @@ pnpm --filter @dockyard/contracts run check
 log "jest: unit and integration tests"
 NODE_OPTIONS=--experimental-vm-modules pnpm exec jest "$@"
 
-# The multi-node fault test (~20 processes, ~4.5 min) runs last and alone: beside other test files
+# The multi-node fault test (~20 processes, ~3 min) runs last and alone: beside other test files
 # on two cores its timings would be the machine's, not the platform's. Skipped when paths are given.
 if (($# == 0)); then
   log "jest: the multi-node fault test"

@@ -123,4 +123,36 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
     expect(ofJobs).toEqual([`${first}:running`, `${first}:done`, `${second}:running`, `${second}:done`]);
     sub.unsubscribe();
   }, 120_000);
+  it('a started container whose job was never moved to running is followed by the next worker, not run again', async () => {
+    // A worker that started the container and stopped before storing "running" (PostgreSQL or NATS
+    // away, or the lease lost): the next one used to remove the container and run the command anew.
+    const prisma = h.app.db.prisma as unknown as PrismaClient;
+    const pid = (await h.app.inject({ method: 'POST', url: '/pipeline', headers: h.as(alice), payload: { name: 'unrecorded' } })).json().id as number;
+    const jid = (
+      await h.app.inject({
+        method: 'POST',
+        url: `/pipeline/${pid}/job`,
+        headers: h.as(alice),
+        payload: { command: 'echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after', image_id: 'dockyard/busybox:latest' },
+      })
+    ).json().id as number;
+    await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/submit`, headers: h.as(alice) });
+    await until(async () => (await lines(jid)).includes('before'), 'the first line');
+    const [started] = await containers();
+
+    // The worker loses the pipeline and the job reads as never started.
+    await prisma.$executeRaw`UPDATE pipelines SET lease_owner = 'another-worker', lease_until = now() + interval '1 hour' WHERE id = ${pid}`;
+    await prisma.$executeRaw`UPDATE jobs SET state = 'in_queue', started_at = NULL WHERE id = ${jid}`;
+    await new Promise((r) => setTimeout(r, 3000));
+    await prisma.$executeRaw`UPDATE pipelines SET lease_until = now() - interval '1 second' WHERE id = ${pid}`;
+    await until(async () => (await job(pid, jid)).state === 'running', 'the next handling to take the job up');
+    // Only the container that already ran can finish: a new one would wait for /tmp/go forever.
+    await docker.getContainer(started.Id).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
+    const done = await until(async () => {
+      const j = await job(pid, jid);
+      return ['done', 'failed', 'killed'].includes(j.state) && j;
+    }, 'the job to end');
+    expect(done.state).toBe('done');
+    expect(await lines(jid)).toEqual(['before', 'after']);
+  }, 120_000);
 });

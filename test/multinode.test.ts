@@ -43,8 +43,9 @@ async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promis
 const maybe = process.env.DOCKYARD_MULTINODE === '1' ? describe : describe.skip;
 
 maybe('multi-node Dockyard survives killed NATS node, workers, API process and a PostgreSQL restart', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'dockyard-multinode-'));
-  const logDir = path.join(dir, 'logs');
+  // Made when the test runs, not when jest collects it (a skipped run would leave it behind).
+  let dir = '';
+  let logDir = '';
   const prefix = `mn${randomBytes(3).toString('hex')}.`;
   let nats: NatsCluster | undefined;
   let pg: Postgres | undefined;
@@ -85,13 +86,15 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
     const imageIds = await ids(['images', '-aq', '--filter', `label=dockyard.prefix=${prefix}`]);
     const refs = [...images.filter((r) => !r.includes('<none>')), ...new Set(imageIds)];
     if (refs.length) await run('docker', ['rmi', '-f', ...refs]).catch(() => undefined);
-    if (!process.env.DOCKYARD_KEEP_MULTINODE) rmSync(dir, { recursive: true, force: true });
+    if (dir && !process.env.DOCKYARD_KEEP_MULTINODE) rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
   it('ends every item in a final state exactly once and keeps every acknowledged write', async () => {
     const started = Date.now();
     const phase: Record<string, number> = {};
     const mark = (name: string) => (phase[name] = Math.round((Date.now() - started) / 1000));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'dockyard-multinode-'));
+    logDir = path.join(dir, 'logs');
     mkdirSync(logDir, { recursive: true });
 
     // --- infrastructure: NATS cluster, private PostgreSQL, a git repository

@@ -41,28 +41,30 @@ describe('NATS and JetStream helpers (real nats-server)', () => {
     const attempts = new Map<string, number>();
     const stored: string[] = [];
     let redelivered = false;
-    const done = new Promise<void>((resolve) => {
-      void consumeWorkQueue<{ id: string }>({
-        nc,
-        stream,
-        subject,
-        durable: 'workers',
-        log,
-        ackWaitMs: 2000,
-        handle: async ({ id }, msg) => {
-          const n = (attempts.get(id) ?? 0) + 1;
-          attempts.set(id, n);
-          if (id === 'b' && n === 1) throw new Error('worker crashed mid-job');
-          if (msg.redelivered) redelivered = true;
-          stored.push(id);
-          if (stored.length === 3) resolve();
-        },
-      }).then((stop) => done.then(stop));
+    let allStored!: () => void;
+    const done = new Promise<void>((resolve) => (allStored = resolve));
+    // Awaited: the stream and consumer exist before anything is published (a fixed 200 ms wait
+    // was too short on a loaded machine: "no responders").
+    const stop = await consumeWorkQueue<{ id: string }>({
+      nc,
+      stream,
+      subject,
+      durable: 'workers',
+      log,
+      ackWaitMs: 2000,
+      handle: async ({ id }, msg) => {
+        const n = (attempts.get(id) ?? 0) + 1;
+        attempts.set(id, n);
+        if (id === 'b' && n === 1) throw new Error('worker crashed mid-job');
+        if (msg.redelivered) redelivered = true;
+        stored.push(id);
+        if (stored.length === 3) allStored();
+      },
     });
     const js = (await import('@nats-io/jetstream')).jetstream(nc);
-    await new Promise((r) => setTimeout(r, 200));
     for (const id of ['a', 'b', 'c']) await js.publish(subject, json.encode({ id }));
     await done;
+    await stop();
     expect(stored.sort()).toEqual(['a', 'b', 'c']);
     expect(attempts.get('b')).toBe(2);
     expect(redelivered).toBe(true);

@@ -44,9 +44,10 @@ const known: Known = {};
 
 /**
  * Requests whose connection broke (or that got no answer within 30 s) before succeeding on a second
- * try. Seen in runs on a loaded machine (anonymous uploads, once a GET), not on a quiet one; the
- * cause is not known (docs/architecture.md, Fuzzing). Listed after the run, so a recurrence is
- * visible; the property still fails when the second try breaks too.
+ * try. The same few recur in full runs with the fixed seed (uploads a service refuses before
+ * reading them, then the next request on that connection), not when this file runs alone; not
+ * fixed yet (docs/architecture.md, Fuzzing). Listed after the run; the property still fails when
+ * the second try breaks too.
  */
 const broken: string[] = [];
 
@@ -120,7 +121,7 @@ beforeAll(async () => {
 }, 200_000);
 
 afterAll(async () => {
-  if (broken.length) console.warn(`fuzz: ${broken.length} request(s) needed a second try (the gateway's unread-body bug, see send()):\n${broken.join('\n')}`);
+  if (broken.length) console.warn(`fuzz: ${broken.length} request(s) needed a second try (see \`broken\`):\n${broken.join('\n')}`);
   await stack?.stop();
 }, 60_000);
 

@@ -38,18 +38,32 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
     return new ExecutionWorker(prisma, app.nats, app.subjects, new ExecutionEvents(app.events), runner, app.log, { concurrency: 1, ackWaitMs: 5000, engineId });
   };
 
-  it("a worker starting on the same engine leaves the other worker's running job alone; it finishes done on A", async () => {
-    const pid = (await h.app.inject({ method: 'POST', url: '/pipeline', headers: h.as(alice), payload: { name: 'shared' } })).json().id as number;
-    const jid = (
-      await h.app.inject({
-        method: 'POST',
-        url: `/pipeline/${pid}/job`,
-        headers: h.as(alice),
-        payload: { command: 'echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after; echo kept > /outbox/r', image_id: 'dockyard/busybox:latest' },
-      })
-    ).json().id as number;
+  /**
+   * A submitted one-job pipeline whose job prints "before", waits until /tmp/go exists in its
+   * container, then prints "after" (and runs `then`); returns once "before" is stored.
+   */
+  const waitingJob = async (name: string, then = '') => {
+    const pid = (await h.app.inject({ method: 'POST', url: '/pipeline', headers: h.as(alice), payload: { name } })).json().id as number;
+    const command = `echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after${then ? `; ${then}` : ''}`;
+    const jid = (await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/job`, headers: h.as(alice), payload: { command, image_id: 'dockyard/busybox:latest' } })).json().id as number;
     await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/submit`, headers: h.as(alice) });
     await until(async () => (await lines(jid)).includes('before'), 'the first line');
+    return { pid, jid };
+  };
+
+  /** Lets the waiting job's container go on, then expects the job done with both lines stored once. */
+  const releaseAndExpectDone = async (containerId: string, pid: number, jid: number) => {
+    await docker.getContainer(containerId).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
+    const done = await until(async () => {
+      const j = await job(pid, jid);
+      return ['done', 'failed', 'killed'].includes(j.state) && j;
+    }, 'the job to end');
+    expect(done.state).toBe('done');
+    expect(await lines(jid)).toEqual(['before', 'after']);
+  };
+
+  it("a worker starting on the same engine leaves the other worker's running job alone; it finishes done on A", async () => {
+    const { pid, jid } = await waitingJob('shared', 'echo kept > /outbox/r');
     const [running] = await containers();
     expect(running.State).toBe('running');
     const prisma = h.app.db.prisma as unknown as PrismaClient;
@@ -71,13 +85,7 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
     expect((await containers()).map((c) => c.Id)).toContain(running.Id);
     await prisma.job.update({ where: { id: jid }, data: { containerId: running.Id } });
 
-    await docker.getContainer(running.Id).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
-    const done = await until(async () => {
-      const j = await job(pid, jid);
-      return ['done', 'failed', 'killed'].includes(j.state) && j;
-    }, 'the job to end');
-    expect(done.state).toBe('done');
-    expect(await lines(jid)).toEqual(['before', 'after']);
+    await releaseAndExpectDone(running.Id, pid, jid);
     expect((await h.app.inject({ url: `/pipeline/${pid}/job/${jid}?result`, headers: h.as(alice) })).statusCode).toBe(200);
     await until(async () => (await containers()).length === 0, 'the container to be removed');
   });
@@ -127,17 +135,7 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
     // A worker that started the container and stopped before storing "running" (PostgreSQL or NATS
     // away, or the lease lost): the next one used to remove the container and run the command anew.
     const prisma = h.app.db.prisma as unknown as PrismaClient;
-    const pid = (await h.app.inject({ method: 'POST', url: '/pipeline', headers: h.as(alice), payload: { name: 'unrecorded' } })).json().id as number;
-    const jid = (
-      await h.app.inject({
-        method: 'POST',
-        url: `/pipeline/${pid}/job`,
-        headers: h.as(alice),
-        payload: { command: 'echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after', image_id: 'dockyard/busybox:latest' },
-      })
-    ).json().id as number;
-    await h.app.inject({ method: 'POST', url: `/pipeline/${pid}/submit`, headers: h.as(alice) });
-    await until(async () => (await lines(jid)).includes('before'), 'the first line');
+    const { pid, jid } = await waitingJob('unrecorded');
     const [started] = await containers();
 
     // The worker loses the pipeline and the job reads as never started.
@@ -147,12 +145,6 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
     await prisma.$executeRaw`UPDATE pipelines SET lease_until = now() - interval '1 second' WHERE id = ${pid}`;
     await until(async () => (await job(pid, jid)).state === 'running', 'the next handling to take the job up');
     // Only the container that already ran can finish: a new one would wait for /tmp/go forever.
-    await docker.getContainer(started.Id).exec({ Cmd: ['touch', '/tmp/go'] }).then((e) => e.start({}));
-    const done = await until(async () => {
-      const j = await job(pid, jid);
-      return ['done', 'failed', 'killed'].includes(j.state) && j;
-    }, 'the job to end');
-    expect(done.state).toBe('done');
-    expect(await lines(jid)).toEqual(['before', 'after']);
+    await releaseAndExpectDone(started.Id, pid, jid);
   }, 120_000);
 });

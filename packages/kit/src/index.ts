@@ -18,3 +18,4 @@ export * from './permissions.js';
 export * from './build-context.js';
 export * from './serve-concurrent.js';
 export * from './roles.js';
+export * from './outbox.js';

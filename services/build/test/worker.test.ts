@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { FastifyInstance } from 'fastify';
@@ -191,4 +193,32 @@ describe('The build worker: build.request contexts, recovery from a stopped work
     expect(text).toMatch(/stopped mid-build; retrying \(attempt 2 of 2\)/);
     expect(text).toContain('killed-end');
   }, 90_000);
+
+  it('a build that ends while NATS refuses its event still announces it, once, when NATS is back (outbox)', async () => {
+    const id = randomUUID();
+    await app.builds.prisma.build.create({ data: { id, kind: 'process', state: 'BUILDING', owner: 'process-user', spec: {}, platforms: [] } });
+    // The EVENTS stream gone (as when its NATS node dies): a plain publish would fail and be lost.
+    const jsm = await jetstreamManager(app.nats);
+    const stream = app.subjects.stream('EVENTS');
+    await jsm.streams.delete(stream);
+    const ended = await app.builds.finish(id, ['BUILDING'], { result: 'FAILURE', errorSource: 'service', error: 'ended while NATS was away' });
+    expect(ended?.state).toBe('FAILURE');
+    const waiting = async () => (await app.builds.prisma.eventOutbox.findMany()).filter((e) => (e.payload as { buildId?: string }).buildId === id);
+    expect(await waiting()).toHaveLength(1);
+
+    await app.events.ensureStream();
+    await waitFor(async () => ((await waiting()).length === 0 ? true : undefined), 20_000, 'outbox emptied');
+    // Another flush or two have run meanwhile: still one event in the stream.
+    await new Promise((r) => setTimeout(r, 3000));
+    const stored = [];
+    const { state } = await jsm.streams.info(stream);
+    for (let seq = state.first_seq; state.messages && seq <= state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq });
+      if (m?.json<{ buildId?: string }>().buildId === id) stored.push({ subject: m.subject, data: m.json() });
+    }
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({ subject: app.subjects.of('events.build.build.finished'), data: { result: 'FAILURE', error: 'ended while NATS was away', resource: `build:${id}` } });
+    // A second finish (a redelivered message, an abort racing the worker) stores and announces nothing.
+    expect(await app.builds.finish(id, ['BUILDING', 'QUEUED'], { result: 'ABORTED' })).toBeNull();
+  }, 60_000);
 });

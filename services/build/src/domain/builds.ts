@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { HttpError, json, type EventPublisher, type Subjects } from '@dockyard/kit';
+import { HttpError, json, type EventOutbox, type SqlExecutor, type Subjects } from '@dockyard/kit';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Build } from '../generated/prisma/client.js';
 import { TERMINAL, type BuildKind, type BuildSpec, type PlatformState, type Result } from './types.js';
@@ -53,22 +53,33 @@ export function resourceOf(build: Pick<Build, 'kind' | 'id' | 'namespace' | 'nam
 export const platformsOf = (build: Pick<Build, 'platforms'>) => build.platforms as unknown as PlatformState[];
 export const specOf = (build: Pick<Build, 'spec'>) => build.spec as unknown as BuildSpec;
 
-/** Stores builds, numbers ECR builds, queues them on JetStream and announces them as events. */
+/** A Kabuto image to store with its build's success. */
+export interface NewImage {
+  owner: string;
+  name: string;
+  dockerfile: string | null;
+  reference: string;
+}
+
+/**
+ * Stores builds, numbers ECR builds, queues them on JetStream and announces them as events. Events
+ * go through the service's outbox: the `finished` one is stored in the transaction that ends the
+ * build, so it is published even if this process dies or NATS is down right after the commit.
+ */
 export class Builds {
   constructor(
     readonly prisma: PrismaClient,
     private readonly nc: NatsConnection,
     readonly subjects: Subjects,
-    private readonly events: EventPublisher,
+    private readonly outbox: EventOutbox,
   ) {}
 
-  async event(verb: 'queued' | 'started' | 'finished', build: Build, actor: string | null, extra: Record<string, unknown>): Promise<void> {
+  /** Announces a build event; with `tx`, it is stored in that transaction and published after its commit (the caller flushes). */
+  async event(verb: 'queued' | 'started' | 'finished', build: Build, actor: string | null, extra: Record<string, unknown>, tx?: SqlExecutor): Promise<void> {
     const id = randomUUID();
-    await this.events.publish(
-      `events.build.build.${verb}`,
-      { id, occurredAt: new Date().toISOString(), actor, resource: resourceOf(build), owner: build.owner ?? null, buildId: build.id, kind: build.kind, number: build.number, ...extra },
-      id,
-    );
+    const payload = { id, occurredAt: new Date().toISOString(), actor, resource: resourceOf(build), owner: build.owner ?? null, buildId: build.id, kind: build.kind, number: build.number, ...extra };
+    await this.outbox.add(tx ?? this.prisma, `events.build.build.${verb}`, payload);
+    if (!tx) await this.outbox.flush();
   }
 
   /** Records a build (ECR builds get the next number of their version) and queues it. */
@@ -115,46 +126,57 @@ export class Builds {
 
   /**
    * Ends a build. Conditional on it not having ended already (an abort and a worker may race), so
-   * exactly one finish is stored and announced. Returns the stored build, or null if it had ended.
+   * exactly one finish is stored and announced: the new state, a Kabuto build's image and the
+   * `finished` event commit together. Returns the stored build, or null if it had ended.
    */
   async finish(
     id: string,
     from: string[],
-    outcome: { result: Result; errorSource?: 'build' | 'service' | null; error?: string | null; image?: string | null; digest?: string | null; imageId?: number | null; platforms?: PlatformState[] },
+    outcome: { result: Result; errorSource?: 'build' | 'service' | null; error?: string | null; image?: string | null; digest?: string | null; platforms?: PlatformState[] },
+    newImage?: NewImage,
   ): Promise<Build | null> {
     const now = new Date();
-    const { count } = await this.prisma.build.updateMany({
-      where: { id, state: { in: from } },
-      data: {
-        state: outcome.result,
-        errorSource: outcome.result === 'FAILURE' ? (outcome.errorSource ?? 'service') : null,
-        error: outcome.error ?? null,
-        image: outcome.image ?? null,
-        digest: outcome.digest ?? null,
-        imageId: outcome.imageId ?? null,
-        finishedAt: now,
-        ...(outcome.platforms ? { platforms: outcome.platforms as object[] } : {}),
-      },
-    });
-    if (!count) return null;
-    const build = await this.prisma.build.findUniqueOrThrow({ where: { id } });
-    if (!outcome.platforms) {
+    const build = await this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.build.updateMany({
+        where: { id, state: { in: from } },
+        data: {
+          state: outcome.result,
+          errorSource: outcome.result === 'FAILURE' ? (outcome.errorSource ?? 'service') : null,
+          error: outcome.error ?? null,
+          image: outcome.image ?? null,
+          digest: outcome.digest ?? null,
+          finishedAt: now,
+          ...(outcome.platforms ? { platforms: outcome.platforms as object[] } : {}),
+        },
+      });
+      if (!count) return null;
+      // A build retried after its worker died mid-way may have stored its image already.
+      const image = newImage && outcome.result === 'SUCCESS' ? await tx.image.upsert({ where: { buildId: id }, create: { ...newImage, buildId: id }, update: newImage }) : null;
+      const ended = await tx.build.findUniqueOrThrow({ where: { id } });
       // Platforms still open end with the build (aborted, or the service failed before them).
-      const platforms = platformsOf(build).map((p) => (TERMINAL.has(p.state) ? p : { ...p, state: outcome.result, error: p.error ?? outcome.error ?? null }));
-      await this.prisma.build.update({ where: { id }, data: { platforms: platforms as object[] } });
-      build.platforms = platforms as never;
-    }
-    const started = build.startedAt ?? build.createdAt;
-    await this.event('finished', build, null, {
-      result: build.state,
-      errorSource: build.errorSource,
-      error: build.error,
-      durationMs: Math.max(0, now.getTime() - started.getTime()),
-      image: build.image,
-      digest: build.digest,
-      imageId: build.imageId,
-      platforms: platformsOf(build).map((p) => ({ platform: p.platform, result: TERMINAL.has(p.state) ? p.state : outcome.result, digest: p.digest, error: p.error })),
+      const platforms = outcome.platforms ?? platformsOf(ended).map((p) => (TERMINAL.has(p.state) ? p : { ...p, state: outcome.result, error: p.error ?? outcome.error ?? null }));
+      const stored = await tx.build.update({ where: { id }, data: { platforms: platforms as object[], imageId: image?.id ?? null } });
+      const started = stored.startedAt ?? stored.createdAt;
+      await this.event(
+        'finished',
+        stored,
+        null,
+        {
+          result: stored.state,
+          errorSource: stored.errorSource,
+          error: stored.error,
+          durationMs: Math.max(0, now.getTime() - started.getTime()),
+          image: stored.image,
+          digest: stored.digest,
+          imageId: stored.imageId,
+          platforms: platformsOf(stored).map((p) => ({ platform: p.platform, result: TERMINAL.has(p.state) ? p.state : outcome.result, digest: p.digest, error: p.error })),
+        },
+        tx,
+      );
+      return stored;
     });
+    if (!build) return null;
+    await this.outbox.flush();
     this.nc.publish(this.subjects.of(`logs.build.${id}`), json.encode({ end: true, result: build.state }));
     return build;
   }

@@ -220,16 +220,9 @@ export class Builder {
       this.running.delete(build.id);
     }
     await sink.flush();
-    let imageId: number | null = null;
     const spec = specOf(current);
-    if (outcome.result === 'SUCCESS' && current.kind === 'kabuto') {
-      const image = await builds.prisma.image.create({
-        data: { owner: current.owner ?? '', name: current.name ?? '', dockerfile: spec.dockerfileText ?? null, buildId: current.id, reference: outcome.image ?? '' },
-      });
-      imageId = image.id;
-    }
-    const finished = await builds.finish(current.id, ['BUILDING'], { ...outcome, imageId });
-    if (!finished && imageId) await builds.prisma.image.delete({ where: { id: imageId } });
+    const image = current.kind === 'kabuto' ? { owner: current.owner ?? '', name: current.name ?? '', dockerfile: spec.dockerfileText ?? null, reference: outcome.image ?? '' } : undefined;
+    await builds.finish(current.id, ['BUILDING'], outcome, image);
     await this.dropContext(current).catch(() => undefined);
   }
 

@@ -4,6 +4,7 @@ import { openDatabase, type Database, type DatabaseOptions, type PrismaLike } fr
 import { connectNats, EventPublisher, Subjects } from './nats.js';
 import { FsBlobStore, type BlobStore } from './blobstore.js';
 import { identityVerifier, IDENTITY_HEADER, type Identity } from './identity.js';
+import { EventOutbox, type SqlExecutor } from './outbox.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,6 +13,8 @@ declare module 'fastify' {
     subjects: Subjects;
     events: EventPublisher;
     blobs: BlobStore;
+    /** The service's event outbox (services created with `outbox: true`). */
+    outbox: EventOutbox;
   }
   interface FastifyRequest {
     /** The caller, from the gateway's internal identity token. */
@@ -74,4 +77,18 @@ export const identityPlugin = fp<{ secret: string }>(
     });
   },
   { name: 'dockyard-identity' },
+);
+
+/**
+ * The service's event outbox (its migrations create `event_outbox`): every replica, api or worker,
+ * publishes what any replica left there, every `intervalMs`.
+ */
+export const outboxPlugin = fp<{ intervalMs?: number }>(
+  async (app, opts) => {
+    const outbox = new EventOutbox(app.db.prisma as unknown as SqlExecutor, app.events, app.log, opts);
+    outbox.start();
+    app.decorate('outbox', outbox);
+    app.addHook('onClose', async () => outbox.stop());
+  },
+  { name: 'dockyard-outbox', dependencies: ['dockyard-database', 'dockyard-nats'] },
 );

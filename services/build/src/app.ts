@@ -6,7 +6,6 @@ import {
   createService,
   dockerPlugin,
   ensureStream,
-  EventOutbox,
   runWorker,
   runsWorkers,
   servesApi,
@@ -49,6 +48,7 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
     PrismaClient,
+    outbox: true,
     fastify,
   });
   await app.register(dockerPlugin, { registry: config.DOCKYARD_REGISTRY });
@@ -59,11 +59,7 @@ export async function buildBuildApp(config: BuildConfig, fastify?: Partial<Fasti
     limits: { fileSize: limits.maxBytes, files: limits.maxFiles, fields: 20, fieldSize: 1024 * 1024, parts: limits.maxFiles + 20 },
   });
   const prisma = app.db.prisma as unknown as PrismaClient;
-  // Every replica (api or worker) publishes what any replica left in the outbox.
-  const outbox = new EventOutbox(prisma, app.events, app.log);
-  outbox.start();
-  app.addHook('onClose', async () => outbox.stop());
-  const builds = new Builds(prisma, app.nats, app.subjects, outbox);
+  const builds = new Builds(prisma, app.nats, app.subjects, app.outbox);
   const policy = parseGitPolicy(config.DOCKYARD_GIT_ALLOW);
   const permissions = new PermissionsClient(app.nats, app.subjects);
   const dataDir = serviceDataDir(config, 'build');

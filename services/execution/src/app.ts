@@ -35,6 +35,7 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
     PrismaClient,
+    outbox: true,
     fastify,
   });
   await app.register(dockerPlugin, {});
@@ -52,7 +53,7 @@ export async function buildExecutionApp(config: ExecutionConfig, fastify?: Parti
   });
   const prisma = app.db.prisma as unknown as PrismaClient;
   const doc = await loadDocument<OpenApiDocument>('execution');
-  const events = new ExecutionEvents(app.events, app.log);
+  const events = new ExecutionEvents(app.outbox, prisma);
   const stream = app.subjects.stream('EXECUTION');
   const runSubject = app.subjects.of(RUN_SUBJECT);
   await ensureStream(app.nats, stream, [runSubject]);

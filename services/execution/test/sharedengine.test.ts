@@ -35,7 +35,7 @@ describe('execution: two workers sharing one Docker engine (real Docker, NATS, P
       pidsLimit: 64,
       maxResultBytes: 1024 ** 2,
     });
-    return new ExecutionWorker(prisma, app.nats, app.subjects, new ExecutionEvents(app.events), runner, app.log, { concurrency: 1, ackWaitMs: 5000, engineId });
+    return new ExecutionWorker(prisma, app.nats, app.subjects, new ExecutionEvents(app.outbox, prisma), runner, app.log, { concurrency: 1, ackWaitMs: 5000, engineId });
   };
 
   /**

@@ -20,8 +20,6 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The work-queue subject requests travel on to the workers. */
 export const WORK_SUBJECT = 'work.source-cache.request';
 const PING_SUBJECT = 'source-cache.worker.ping';
-/** How long a state event's publish is retried (backoff 0.2 s doubling to 5 s). */
-const EVENT_PUBLISH_RETRY_MS = 40_000;
 
 export interface SourceCache {
   cache: ArtifactCache;
@@ -56,6 +54,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
     config,
     migrationsDir: path.join(root, 'prisma/migrations'),
     PrismaClient,
+    outbox: true,
     fastify: opts.fastify,
   });
   const prisma = app.db.prisma as unknown as PrismaClient;
@@ -65,17 +64,7 @@ export async function buildSourceCacheApp(config: SourceCacheConfig, opts: Sourc
   const cache = new ArtifactCache(path.join(dataDir, 'cache'), config.DOCKYARD_CACHITO_MAX_ARTIFACT_MB * 1024 * 1024);
   const upstreams = { npm: config.DOCKYARD_NPM_REGISTRY, pypi: config.DOCKYARD_PYPI_INDEX, goproxy: config.DOCKYARD_GOPROXY };
 
-  // The state is already committed when this runs and a redelivered work item finds it final and
-  // publishes nothing, so a failed publish must be retried (kit publishRetrying), not lost.
-  const onState = async (row: RequestRow, previous: string | null, actor: string | null) => {
-    const id = randomUUID();
-    const payload = { id, occurredAt: new Date().toISOString(), actor, resource: `cachito-request:${row.id}`, owner: row.ownerLogin, requestId: row.id, state: row.state, previousState: previous, stateReason: row.stateReason, repo: row.repo, ref: row.ref };
-    await app.events.publishRetrying('events.source-cache.request.state', payload, id, {
-      retryForMs: EVENT_PUBLISH_RETRY_MS,
-      onRetry: (err) => app.log.warn({ err, requestId: row.id, state: row.state }, 'state event not published yet; retrying'),
-    });
-  };
-  const requests = new Requests(prisma, onState);
+  const requests = new Requests(prisma, app.outbox);
   const views = new RequestViews(config.DOCKYARD_PUBLIC_URL);
 
   const stream = app.subjects.stream('SOURCE_CACHE_WORK');

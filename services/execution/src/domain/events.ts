@@ -1,38 +1,35 @@
 import { randomUUID } from 'node:crypto';
-import type { EventPublisher, PublishRetry } from '@dockyard/kit';
-import type { FastifyBaseLogger } from 'fastify';
+import type { EventOutbox, SqlExecutor } from '@dockyard/kit';
 import type { JobState } from './views.js';
 
-/** Publishes the execution events (payloads JobState and PipelineFinished in openapi/events.yaml). */
+/**
+ * The execution events (payloads JobState and PipelineFinished in openapi/events.yaml), through the
+ * service's outbox: given the transaction that stores the change, an event commits with it and is
+ * published after the commit ({@link flush}), so neither a NATS outage nor a process killed right
+ * after the commit loses it. Without a transaction it is stored, then published at once.
+ */
 export class ExecutionEvents {
-  /** Publish attempts that failed and were retried (for logs and tests). */
-  failedAttempts = 0;
-
   constructor(
-    private readonly events: EventPublisher,
-    private readonly log?: FastifyBaseLogger,
-    /** kit's defaults (90 s) unless a test shortens them. */
-    private readonly retry: Partial<PublishRetry> = {},
+    private readonly outbox: EventOutbox,
+    private readonly db: SqlExecutor,
   ) {}
 
-  /** Events are published after the state is stored: kit retries a failed publish rather than lose it. */
-  private async publish(subject: string, payload: Record<string, unknown>): Promise<void> {
+  private async add(subject: string, payload: Record<string, unknown>, tx?: SqlExecutor): Promise<void> {
     const id = randomUUID();
-    const event = { id, occurredAt: new Date().toISOString(), ...payload };
-    await this.events.publishRetrying(subject, event, id, {
-      ...this.retry,
-      onRetry: (err) => {
-        this.failedAttempts++;
-        this.log?.warn({ err, subject, eventId: id }, 'event not published yet; retrying');
-      },
-    });
+    await this.outbox.add(tx ?? this.db, subject, { id, occurredAt: new Date().toISOString(), ...payload });
+    if (!tx) await this.outbox.flush();
   }
 
-  jobState(e: { actor: string | null; ownerId: string; jobId: number; pipelineId: number; state: JobState; previousState: JobState | null; reason: string | null; exitCode: number | null }) {
-    return this.publish('events.execution.job.state', { resource: `job:${e.jobId}`, ...e });
+  /** Publishes what committed transactions stored (never throws: what fails waits for the next flush). */
+  async flush(): Promise<void> {
+    await this.outbox.flush();
   }
 
-  pipelineFinished(e: { actor: string | null; ownerId: string; pipelineId: number; result: 'done' | 'failed'; jobs: Record<string, JobState> }) {
-    return this.publish('events.execution.pipeline.finished', { resource: `pipeline:${e.pipelineId}`, ...e });
+  jobState(e: { actor: string | null; ownerId: string; jobId: number; pipelineId: number; state: JobState; previousState: JobState | null; reason: string | null; exitCode: number | null }, tx?: SqlExecutor) {
+    return this.add('events.execution.job.state', { resource: `job:${e.jobId}`, ...e }, tx);
+  }
+
+  pipelineFinished(e: { actor: string | null; ownerId: string; pipelineId: number; result: 'done' | 'failed'; jobs: Record<string, JobState> }, tx?: SqlExecutor) {
+    return this.add('events.execution.pipeline.finished', { resource: `pipeline:${e.pipelineId}`, ...e }, tx);
   }
 }

@@ -168,12 +168,13 @@ export const pipelineRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =
         // would leave the pipeline in_queue with no message to run it. A message whose transaction
         // then fails to commit is dropped by the worker (it names a run the pipeline never reached).
         if (jobs.length) await deps.enqueue(p.id, run, actor);
+        for (const j of jobs) {
+          await deps.events.jobState({ actor, ownerId: j.ownerId, jobId: j.id, pipelineId: p.id, state: 'in_queue', previousState: j.state as JobState, reason: null, exitCode: null }, tx);
+        }
         return { run, jobs };
       }, { timeout: 30_000 });
+      await deps.events.flush();
       await Promise.allSettled(jobs.filter((j) => j.resultKey && j.resultKey !== EMPTY_RESULT).map((j) => deps.blobs.delete(j.resultKey!)));
-      for (const j of jobs) {
-        await deps.events.jobState({ actor, ownerId: j.ownerId, jobId: j.id, pipelineId: p.id, state: 'in_queue', previousState: j.state as JobState, reason: null, exitCode: null });
-      }
       return Object.fromEntries(jobs.map((j) => [String(j.id), 'in_queue']));
     },
   });

@@ -225,10 +225,14 @@ export class ExecutionWorker {
       if (!blocker && (fresh.state === 'failed' || fresh.state === 'killed')) blocker = fresh;
     }
     await Promise.allSettled(removals);
-    if (Object.keys(states).length) {
-      await this.events.pipelineFinished({ actor: run.actor, ownerId: pipeline.ownerId, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states });
-    }
-    await this.prisma.pipeline.updateMany({ where: { id: pipeline.id, run: run.run }, data: { finishedRun: run.run } });
+    // The run is marked finished and announced in one transaction: announced once, never lost.
+    await this.prisma.$transaction(async (tx) => {
+      await tx.pipeline.updateMany({ where: { id: pipeline.id, run: run.run }, data: { finishedRun: run.run } });
+      if (Object.keys(states).length) {
+        await this.events.pipelineFinished({ actor: run.actor, ownerId: pipeline.ownerId, pipelineId: pipeline.id, result: blocker ? 'failed' : 'done', jobs: states }, tx);
+      }
+    });
+    await this.events.flush();
   }
 
   /** Runs (or reattaches to) one job, with its retries, and stores the outcome. */

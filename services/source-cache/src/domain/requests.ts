@@ -1,4 +1,5 @@
-import { badRequest, forbidden, notFound, unauthorized, type Identity } from '@dockyard/kit';
+import { randomUUID } from 'node:crypto';
+import { badRequest, forbidden, notFound, unauthorized, type EventOutbox, type Identity, type SqlExecutor } from '@dockyard/kit';
 import type { PrismaClient, Prisma } from '../generated/prisma/client.js';
 import { STATES, type BundleFile, type ConfigFile, type Dependency, type EnvVar, type PackageResult, type StateName } from './types.js';
 
@@ -93,8 +94,25 @@ export const seesAll = (identity: Identity) => identity.admin || identity.roles.
 export class Requests {
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly onState: (row: RequestRow, previous: string | null, actor: string | null) => Promise<void>,
+    private readonly outbox: EventOutbox,
   ) {}
+
+  /** Stores a state event in the transaction that stores the state; published after the commit (outbox.flush). */
+  private async announce(tx: SqlExecutor, row: RequestRow, previous: string | null, actor: string | null): Promise<void> {
+    await this.outbox.add(tx, 'events.source-cache.request.state', {
+      id: randomUUID(),
+      occurredAt: new Date().toISOString(),
+      actor,
+      resource: `cachito-request:${row.id}`,
+      owner: row.ownerLogin,
+      requestId: row.id,
+      state: row.state,
+      previousState: previous,
+      stateReason: row.stateReason,
+      repo: row.repo,
+      ref: row.ref,
+    });
+  }
 
   private visibility(identity: Identity): Prisma.RequestWhereInput {
     if (seesAll(identity)) return {};
@@ -103,24 +121,28 @@ export class Requests {
   }
 
   async create(input: NewRequest): Promise<RequestRow> {
-    const row = await this.prisma.request.create({
-      data: {
-        repo: input.repo,
-        ref: input.ref,
-        state: 'in_progress',
-        stateReason: 'The request was initiated',
-        pkgManagers: input.pkgManagers,
-        flags: input.flags,
-        packagesSpec: input.packagesSpec as Prisma.InputJsonValue,
-        dependencyReplacements: input.dependencyReplacements as Prisma.InputJsonValue,
-        ownerId: input.ownerId,
-        ownerLogin: input.ownerLogin,
-        submittedBy: input.submittedBy,
-        states: { create: { state: 'in_progress', stateReason: 'The request was initiated' } },
-      },
-      include: { states: true },
+    const row = await this.prisma.$transaction(async (tx) => {
+      const row = await tx.request.create({
+        data: {
+          repo: input.repo,
+          ref: input.ref,
+          state: 'in_progress',
+          stateReason: 'The request was initiated',
+          pkgManagers: input.pkgManagers,
+          flags: input.flags,
+          packagesSpec: input.packagesSpec as Prisma.InputJsonValue,
+          dependencyReplacements: input.dependencyReplacements as Prisma.InputJsonValue,
+          ownerId: input.ownerId,
+          ownerLogin: input.ownerLogin,
+          submittedBy: input.submittedBy,
+          states: { create: { state: 'in_progress', stateReason: 'The request was initiated' } },
+        },
+        include: { states: true },
+      });
+      await this.announce(tx, row, null, input.submittedBy ?? input.ownerLogin);
+      return row;
     });
-    await this.onState(row, null, input.submittedBy ?? input.ownerLogin);
+    await this.outbox.flush();
     return row;
   }
 
@@ -165,7 +187,7 @@ export class Requests {
    * when `allowed(current state, current reason)` holds. The move is conditional on the state it was
    * decided from (UPDATE ... WHERE state = <seen> AND state_reason = <seen>, with the history row in
    * the same transaction), so two workers racing on one request, or a redelivered work item, move it
-   * once: the loser changes nothing, publishes nothing and gets null.
+   * once: the loser changes nothing, publishes nothing and gets null. The state's event commits with it.
    */
   async transition(
     id: number,
@@ -186,10 +208,12 @@ export class Requests {
         });
         if (count !== 1) return null;
         await tx.requestState.create({ data: { requestId: id, state, stateReason: reason } });
-        return tx.request.findUniqueOrThrow({ where: { id }, include: { states: true } });
+        const row = await tx.request.findUniqueOrThrow({ where: { id }, include: { states: true } });
+        await this.announce(tx, row, before.state, actor);
+        return row;
       });
       if (row) {
-        await this.onState(row, before.state, actor);
+        await this.outbox.flush();
         return row;
       }
       // Another writer moved it between the read and the update: decide again from what it is now.

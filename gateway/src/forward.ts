@@ -42,31 +42,55 @@ export function neverReceived(err: unknown, method: string, body: Readable | nul
 
 /**
  * One attempt's view of the client's body: reads the client stream only once the upstream pulls
- * (undici does after connecting), and destroying it (undici does when the attempt fails) leaves the
- * client stream whole if nothing was read yet, so the next replica can still be sent the body.
+ * (undici does after connecting); destroying it (undici does when the attempt ends) only detaches
+ * it, leaving the client stream whole if nothing was read yet, so the next replica can still be
+ * sent the body, and whatever is left of it to {@link discardRest}.
  */
 class AttemptBody extends Readable {
   private started = false;
+  private readonly onData = (chunk: Buffer) => {
+    if (!this.push(chunk)) this.source.pause();
+  };
+  private readonly onEnd = () => this.push(null);
+  private readonly onError = (err: Error) => this.destroy(err);
   constructor(private readonly source: Readable) {
     super();
   }
   override _read(): void {
-    if (this.started) {
-      this.source.resume();
-      return;
+    if (!this.started) {
+      this.started = true;
+      this.source.on('data', this.onData).once('end', this.onEnd).once('error', this.onError);
     }
-    this.started = true;
-    this.source.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) this.source.pause();
-    });
-    this.source.once('end', () => this.push(null));
-    this.source.once('error', (err) => this.destroy(err));
     this.source.resume();
   }
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.started) this.source.destroy(err ?? undefined);
+    this.source.off('data', this.onData).off('end', this.onEnd).off('error', this.onError);
+    this.source.pause();
     callback(err);
   }
+}
+
+/** Most of a client's body read and dropped after the service answered without it; past it the connection ends. */
+const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
+const DISCARD_MAX_MS = 10_000;
+
+/**
+ * The client's body the service did not read (it answered first, e.g. a 401 or 404 before an
+ * upload) is read and dropped, so the next request on the client's keep-alive connection is parsed:
+ * left unread it stalls that connection (Node's server drains a body only if nobody started
+ * reading it). A rest larger than {@link DISCARD_MAX_BYTES} or slower than {@link DISCARD_MAX_MS}
+ * ends the connection instead.
+ */
+function discardRest(source: Readable): void {
+  if (source.readableEnded || source.destroyed) return;
+  let left = DISCARD_MAX_BYTES;
+  const timer = setTimeout(() => source.destroy(), DISCARD_MAX_MS).unref();
+  source.once('close', () => clearTimeout(timer));
+  source.on('data', (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left < 0) source.destroy();
+  });
+  source.resume();
 }
 
 /**
@@ -93,33 +117,45 @@ export function createForwarder(service: string, upstreams: string[]): Forwarder
       const source = hasBody ? ((request.body as Readable | undefined) ?? request.raw) : null;
       const first = turn;
       turn = (turn + 1) % pools.length;
-      for (let attempt = 0; ; attempt++) {
-        const pool = pools[(first + attempt) % pools.length];
-        // A single replica needs no second chance: its pool reads the client's stream directly.
-        const body = source && pools.length > 1 ? new AttemptBody(source) : source;
-        try {
-          // stream() hands the answer straight to the client socket: no intermediate Readable, and
-          // when the client goes away the upstream request is aborted.
-          await pool.stream({ path, method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body }, ({ statusCode, headers: upstreamHeaders }) => {
-            const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
-            for (const name in upstreamHeaders) if (!RESPONSE_DROP.has(name)) out[name] = upstreamHeaders[name];
-            reply.hijack();
-            reply.raw.writeHead(statusCode, out);
-            return reply.raw;
-          });
-          return;
-        } catch (err) {
-          if (reply.raw.headersSent) {
-            if (!reply.raw.destroyed) request.log.warn({ err, service }, 'streaming the answer failed');
+      // The attempt's view of the body, detached once the answer is in.
+      let body = null as AttemptBody | null;
+      try {
+        await send();
+      } finally {
+        if (source) {
+          body?.destroy();
+          discardRest(source);
+        }
+      }
+
+      async function send(): Promise<void> {
+        for (let attempt = 0; ; attempt++) {
+          const pool = pools[(first + attempt) % pools.length];
+          body = source && new AttemptBody(source);
+          try {
+            // stream() hands the answer straight to the client socket: no intermediate Readable, and
+            // when the client goes away the upstream request is aborted.
+            await pool.stream({ path, method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body }, ({ statusCode, headers: upstreamHeaders }) => {
+              const out = { ...reply.getHeaders(), 'x-request-id': request.id } as OutgoingHttpHeaders;
+              for (const name in upstreamHeaders) if (!RESPONSE_DROP.has(name)) out[name] = upstreamHeaders[name];
+              reply.hijack();
+              reply.raw.writeHead(statusCode, out);
+              return reply.raw;
+            });
             return;
+          } catch (err) {
+            if (reply.raw.headersSent) {
+              if (!reply.raw.destroyed) request.log.warn({ err, service }, 'streaming the answer failed');
+              return;
+            }
+            if (attempt + 1 < pools.length && !source?.destroyed && neverReceived(err, request.method, body)) {
+              request.log.warn({ err, service, upstream: upstreams[(first + attempt) % pools.length] }, 'upstream did not take the request; trying the next replica');
+              continue;
+            }
+            request.log.warn({ err, service }, 'upstream request failed');
+            if (err instanceof errors.HeadersTimeoutError) throw new HttpError(504, `Service ${service} did not answer in time`);
+            throw new HttpError(502, `Service ${service} is unavailable`);
           }
-          if (attempt + 1 < pools.length && !source?.destroyed && neverReceived(err, request.method, body)) {
-            request.log.warn({ err, service, upstream: upstreams[(first + attempt) % pools.length] }, 'upstream did not take the request; trying the next replica');
-            continue;
-          }
-          request.log.warn({ err, service }, 'upstream request failed');
-          if (err instanceof errors.HeadersTimeoutError) throw new HttpError(504, `Service ${service} did not answer in time`);
-          throw new HttpError(502, `Service ${service} is unavailable`);
         }
       }
     },

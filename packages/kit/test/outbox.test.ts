@@ -31,20 +31,26 @@ describe('EventOutbox (PGlite + real nats-server)', () => {
   };
   const waiting = async () => (await lite.query<{ n: number }>('SELECT count(*)::int AS n FROM event_outbox')).rows[0].n;
 
-  beforeEach(async () => {
-    nc ??= await connectNats(infra().natsUrl, 'kit-outbox-test');
-    subjects = new Subjects(`t${randomBytes(4).toString('hex')}.`);
+  beforeAll(async () => {
+    nc = await connectNats(infra().natsUrl, 'kit-outbox-test');
+    // One embedded database for the file (starting PGlite is the slow part), emptied per test.
     lite = await PGlite.create();
     await lite.exec(EVENT_OUTBOX_SQL);
     await lite.exec('CREATE TABLE things (id int PRIMARY KEY, state text)');
+  });
+  beforeEach(async () => {
+    subjects = new Subjects(`t${randomBytes(4).toString('hex')}.`);
     events = new EventPublisher(nc, subjects);
+    await lite.exec('TRUNCATE event_outbox, things');
   });
   afterEach(async () => {
-    await lite.close();
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(subjects.stream('EVENTS')).catch(() => undefined);
   });
-  afterAll(async () => nc?.drain());
+  afterAll(async () => {
+    await lite?.close();
+    await nc?.drain();
+  });
 
   /** Stores a thing's new state and its event in one transaction, as a service does. */
   const change = (outbox: EventOutbox, n: number, fail = false) =>

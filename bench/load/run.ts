@@ -3,9 +3,10 @@
  *
  *   eval "$(deploy/local/infra.sh env)" && node --import tsx bench/load/run.ts [--duration 300] [--users 50]
  *   node --import tsx bench/load/run.ts --url http://127.0.0.1:8080 --admin-token dky_... [--run-dir .run]
+ *   ... --database postgres   (the stack on the infra PostgreSQL, a database of its own, dropped after)
  *
  * Without --url it starts the whole platform as kit's startStack does (deploy/local/stack.sh: every
- * service a process, embedded PGlite, its own ports, run dir and NATS prefix; the ECR registry with
+ * service a process, embedded PGlite (or --database postgres), its own ports, run dir and NATS prefix; the ECR registry with
  * DOCKYARD_REGISTRY_SKIP_CLONE=1 so a submit stores the app without cloning, DOCKYARD_GIT_ALLOW=127.0.0.1
  * for the local git daemon Cachito clones from) and stops it at the end. With --url it drives a
  * running stack (give its admin token; peak memory needs its run dir's pid files, default .run).
@@ -47,11 +48,13 @@ const { values: args } = parseArgs({
     url: { type: 'string' },
     'admin-token': { type: 'string' },
     'run-dir': { type: 'string' },
+    database: { type: 'string', default: 'pglite' },
   },
 });
 const DURATION_S = Number(args.duration);
 const USERS = Number(args.users);
 if (!(DURATION_S > 0) || !(USERS > 0)) throw new Error('--duration and --users must be positive numbers');
+if (!['pglite', 'postgres'].includes(args.database!)) throw new Error('--database is pglite (embedded, the default) or postgres (infra.sh PostgreSQL)');
 const log = (msg: string) => process.stdout.write(`[load ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 // ------------------------------------------------------------------------------------ measuring
@@ -253,6 +256,26 @@ interface OwnStack {
   stop(): Promise<void>;
 }
 
+let createdDatabase: { admin: string; name: string } | null = null;
+
+/** A fresh PostgreSQL database on infra.sh's server for this run; its URL. */
+async function createDatabase(tmp: string): Promise<string> {
+  const admin = infra().databaseUrl;
+  const name = `dockyard_load_${path.basename(tmp).replace(/[^a-z0-9]/gi, '').toLowerCase()}`;
+  await run('psql', [admin, '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${name}`]);
+  createdDatabase = { admin, name };
+  log(`database ${name} on the infra PostgreSQL`);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function dropDatabase(): Promise<void> {
+  if (!createdDatabase) return;
+  await run('psql', [createdDatabase.admin, '-qc', `DROP DATABASE IF EXISTS ${createdDatabase.name} WITH (FORCE)`]).catch(() => undefined);
+  createdDatabase = null;
+}
+
 /** The whole stack as `make up` runs it, on its own ports and prefix (kit startStack). */
 const startOwnStack = (env: NodeJS.ProcessEnv): Promise<OwnStack> => startStack(env);
 
@@ -271,6 +294,7 @@ async function main() {
     const { stdout } = await run('docker', ['images', '--format', '{{.Repository}} {{.ID}}']).catch(() => ({ stdout: '' }));
     const ours = [...new Set(stdout.split('\n').filter((r) => /\/kabuto\/load-u\d+-[a-z0-9]+\/\S* /.test(r)).map((r) => r.split(' ')[1]))];
     if (ours.length) await run('docker', ['rmi', '-f', ...ours]).catch(() => undefined);
+    await dropDatabase();
     fs.rmSync(tmp, { recursive: true, force: true });
   };
   process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
@@ -285,7 +309,10 @@ async function main() {
       runDir = path.resolve(args['run-dir'] ?? path.join(REPO_ROOT, '.run'));
     } else {
       log('starting the stack (deploy/local/stack.sh)');
-      stack = await startOwnStack({ DOCKYARD_GIT_ALLOW: '127.0.0.1', DOCKYARD_REGISTRY_SKIP_CLONE: '1', DOCKYARD_LOG_LEVEL: 'warn' });
+      // --database postgres: a database of the run's own on infra.sh's PostgreSQL (each service
+      // its schema in it, as in production); dropped with the stack.
+      const databaseUrl = args.database === 'postgres' ? await createDatabase(tmp) : '';
+      stack = await startOwnStack({ DOCKYARD_GIT_ALLOW: '127.0.0.1', DOCKYARD_REGISTRY_SKIP_CLONE: '1', DOCKYARD_LOG_LEVEL: 'warn', DATABASE_URL: databaseUrl });
       base = stack.base;
       adminToken = stack.adminToken;
       runDir = path.join(stack.dir, 'run');
@@ -363,7 +390,7 @@ function report(elapsedS: number, iterations: number, memory: { name: string; pi
   const resultsDir = path.join(REPO_ROOT, 'bench/results');
   fs.mkdirSync(resultsDir, { recursive: true });
   const file = path.join(resultsDir, `load-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, JSON.stringify({ base, users: USERS, durationS: DURATION_S, elapsedS, iterations, table, memory, loadavg: os.loadavg() }, null, 2));
+  fs.writeFileSync(file, JSON.stringify({ base, database: args.url ? 'unknown (--url)' : args.database, users: USERS, durationS: DURATION_S, elapsedS, iterations, table, memory, loadavg: os.loadavg() }, null, 2));
   log(`raw figures: ${path.relative(REPO_ROOT, file)}`);
   if (errors) process.exitCode = 2;
   return file;

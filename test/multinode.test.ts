@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { connectNats, json, Subjects } from '@dockyard/kit';
+import { connectNats, EventPublisher, json, Subjects } from '@dockyard/kit';
 import { gitDaemon, until } from '@dockyard/kit/testing';
 import { baseEnv, healthy, readStream, startNatsCluster, startNode, startPostgres, type NatsCluster, type NodeProc, type Postgres } from './multinode/cluster.js';
 
@@ -243,7 +243,9 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
     const nc = await connectNats(nats.urls.slice(0, 2).join(','), 'multinode-reader');
     const events = await readStream(nc, new Subjects(prefix).stream('EVENTS'));
     // Every stream the platform made kept its 3 replicas (one process ensuring a stream with its own
-    // default of 1 once shrank EVENTS to a single copy, which died with its NATS node).
+    // default of 1 once shrank EVENTS to a single copy, which died with its NATS node); this reader's
+    // connection has that default, and ensuring EVENTS through it must not lower it either.
+    await new EventPublisher(nc, new Subjects(prefix)).ensureStream();
     const names = json.decode<{ streams: string[] }>((await nc.request('$JS.API.STREAM.NAMES', '', { timeout: 10_000 })).data).streams.filter((n) => n.startsWith(new Subjects(prefix).stream('')));
     for (const name of names) {
       const info = json.decode<{ config: { num_replicas: number } }>((await nc.request(`$JS.API.STREAM.INFO.${name}`, '', { timeout: 10_000 })).data);

@@ -109,43 +109,13 @@ export class EventPublisher {
   async publish(subject: string, payload: unknown, msgId: string): Promise<void> {
     await this.js.publish(this.subjects.of(subject), codec.encode(payload), { msgID: msgId });
   }
-
-  /**
-   * Publishes an event whose state change is already stored, so it must not be lost: a failed
-   * publish (a NATS node down, the stream briefly without a leader or missing) is retried with
-   * backoff for up to `retryForMs`. Every attempt carries the same `msgId`, and the default stays
-   * inside the stream's 120 s duplicate window, so an attempt that was stored but whose
-   * acknowledgement was lost is not stored twice. Gives up (throws) when the time is out or the
-   * connection is closed.
-   */
-  async publishRetrying(subject: string, payload: unknown, msgId: string, opts: Partial<PublishRetry> = {}): Promise<void> {
-    const { retryForMs, firstDelayMs, maxDelayMs, onRetry } = { ...PUBLISH_RETRY, ...opts };
-    const deadline = Date.now() + retryForMs;
-    for (let delay = firstDelayMs; ; delay = Math.min(delay * 2, maxDelayMs)) {
-      try {
-        return await this.publish(subject, payload, msgId);
-      } catch (err) {
-        if (Date.now() + delay > deadline || this.nc.isClosed()) throw err;
-        onRetry?.(err);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
 }
-
-export interface PublishRetry {
-  retryForMs: number;
-  firstDelayMs: number;
-  maxDelayMs: number;
-  /** Called before each retry (to log it, count it). */
-  onRetry?: (err: unknown) => void;
-}
-
-const PUBLISH_RETRY: PublishRetry = { retryForMs: 90_000, firstDelayMs: 200, maxDelayMs: 5_000 };
 
 /**
- * Adds a stream if missing, or updates its subjects (and replicas) if it exists. Replicas default
- * to the connection's DOCKYARD_NATS_REPLICAS ({@link replicasOf}).
+ * Adds a stream if missing, or updates its subjects (and raises its replicas) if it exists.
+ * Replicas default to the connection's DOCKYARD_NATS_REPLICAS ({@link replicasOf}). They are never
+ * lowered here: one process started without the setting (default 1) would otherwise shrink a
+ * cluster's stream to a single copy that dies with its node; an operator lowers them by hand.
  */
 export async function ensureStream(
   nc: NatsConnection,
@@ -169,8 +139,9 @@ export async function ensureStream(
       });
     }
   }
-  if (info.config.subjects?.join() !== subjects.join() || info.config.num_replicas !== replicas) {
-    await jsm.streams.update(name, { ...info.config, subjects, num_replicas: replicas });
+  const keep = Math.max(info.config.num_replicas, replicas);
+  if (info.config.subjects?.join() !== subjects.join() || info.config.num_replicas !== keep) {
+    await jsm.streams.update(name, { ...info.config, subjects, num_replicas: keep });
   }
 }
 

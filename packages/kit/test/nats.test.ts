@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
 import { EventPublisher, Subjects, connectNats, consumeWorkQueue, json, request, serveRequests, type NatsConnection } from '../src/index.js';
-import { infra } from '../src/testing.js';
+import { infra, until } from '../src/testing.js';
 
 const log = pino({ level: 'silent' });
 
@@ -68,10 +68,10 @@ describe('NATS and JetStream helpers (real nats-server)', () => {
     expect(stored.sort()).toEqual(['a', 'b', 'c']);
     expect(attempts.get('b')).toBe(2);
     expect(redelivered).toBe(true);
-    // Work-queue retention: acknowledged items are gone from the stream.
-    await new Promise((r) => setTimeout(r, 200));
-    const info = await (await jetstreamManager(nc)).streams.info(stream);
-    expect(info.state.messages).toBe(0);
+    // Work-queue retention: acknowledged items are gone from the stream (an ack is not awaited, so
+    // the last may land a moment after stop()).
+    const jsm = await jetstreamManager(nc);
+    await until(async () => ((await jsm.streams.info(stream)).state.messages === 0 ? true : undefined), 'acknowledged items to leave the stream', 10_000, 100);
   });
 
   it('publishes events once per message id (JetStream de-duplication)', async () => {

@@ -241,12 +241,13 @@ maybe('multi-node Dockyard survives killed NATS node, workers, API process and a
     // --- exactly once: one terminal event per item (events stream, 3 replicas, read after the faults)
     const problems: string[] = [];
     const nc = await connectNats(nats.urls.slice(0, 2).join(','), 'multinode-reader');
-    const events = await readStream(nc, new Subjects(prefix).stream('EVENTS'));
+    const subjects = new Subjects(prefix);
+    const events = await readStream(nc, subjects.stream('EVENTS'));
     // Every stream the platform made kept its 3 replicas (one process ensuring a stream with its own
     // default of 1 once shrank EVENTS to a single copy, which died with its NATS node); this reader's
     // connection has that default, and ensuring EVENTS through it must not lower it either.
-    await new EventPublisher(nc, new Subjects(prefix)).ensureStream();
-    const names = json.decode<{ streams: string[] }>((await nc.request('$JS.API.STREAM.NAMES', '', { timeout: 10_000 })).data).streams.filter((n) => n.startsWith(new Subjects(prefix).stream('')));
+    await new EventPublisher(nc, subjects).ensureStream();
+    const names = json.decode<{ streams: string[] }>((await nc.request('$JS.API.STREAM.NAMES', '', { timeout: 10_000 })).data).streams.filter((n) => n.startsWith(subjects.stream('')));
     for (const name of names) {
       const info = json.decode<{ config: { num_replicas: number } }>((await nc.request(`$JS.API.STREAM.INFO.${name}`, '', { timeout: 10_000 })).data);
       if (info.config.num_replicas !== 3) problems.push(`stream ${name} has ${info.config.num_replicas} replica(s), not 3`);

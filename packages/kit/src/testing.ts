@@ -8,6 +8,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 
 /** The real servers `make test` starts; a clear message when a test is run without them. */
@@ -110,6 +112,19 @@ export async function until<T>(check: () => Promise<T | undefined>, what: string
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
   }
+}
+
+/**
+ * Waits until a JetStream stream holds `count` messages. A work-queue message leaves its stream
+ * when acknowledged, which follows the stored result, so a test reading the stream right after an
+ * item's final state must wait for it. Fails naming the count last seen.
+ */
+export async function untilStreamHolds(nc: NatsConnection, stream: string, count: number, ms = 30_000): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  let held = -1;
+  await until(async () => ((held = (await jsm.streams.info(stream)).state.messages) === count ? true : undefined), `stream ${stream} to hold ${count} message(s)`, ms, 100).catch((err) => {
+    throw new Error(`${(err as Error).message}; it holds ${held}`);
+  });
 }
 
 export interface Stack {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
 import { EventPublisher, Subjects, connectNats, consumeWorkQueue, json, request, serveRequests, type NatsConnection } from '../src/index.js';
-import { infra, until } from '../src/testing.js';
+import { infra, untilStreamHolds } from '../src/testing.js';
 
 const log = pino({ level: 'silent' });
 
@@ -70,8 +70,7 @@ describe('NATS and JetStream helpers (real nats-server)', () => {
     expect(redelivered).toBe(true);
     // Work-queue retention: acknowledged items are gone from the stream (an ack is not awaited, so
     // the last may land a moment after stop()).
-    const jsm = await jetstreamManager(nc);
-    await until(async () => ((await jsm.streams.info(stream)).state.messages === 0 ? true : undefined), 'acknowledged items to leave the stream', 10_000, 100);
+    await untilStreamHolds(nc, stream, 0, 10_000);
   });
 
   it('publishes events once per message id (JetStream de-duplication)', async () => {

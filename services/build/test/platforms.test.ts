@@ -8,7 +8,7 @@ import tar from 'tar-stream';
 import type { FastifyInstance } from 'fastify';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { putBuildContext, request } from '@dockyard/kit';
-import { testEnv, until, type TestEnv } from '@dockyard/kit/testing';
+import { testEnv, until, untilStreamHolds, type TestEnv } from '@dockyard/kit/testing';
 import type { BuildRequestReply, BuildRequestRequest } from '@dockyard/contracts';
 import { as, buildEnded, dropStreams, removeImages, startBuild, user, waitFor } from './helpers.js';
 
@@ -83,14 +83,7 @@ describe('build roles and platform routing: api queues, each worker gets only it
     expect(waiting.worker).toBeNull();
     // A worker acknowledges its message only after the build's end is stored (and announced), so
     // the three ended builds' messages leave the stream a moment after their state is final.
-    const jsm = await jetstreamManager(api.nats);
-    let left = -1;
-    await until(async () => {
-      left = (await jsm.streams.info(api.subjects.stream('BUILD_WORK'))).state.messages;
-      return left === 1 ? true : undefined;
-    }, 'only the riscv64 build left in the work stream', 30_000).catch((err) => {
-      throw new Error(`${(err as Error).message}: ${left} message(s)`);
-    });
+    await untilStreamHolds(api.nats, api.subjects.stream('BUILD_WORK'), 1);
     await api.builds.abort(waiting);
     expect((await buildEnded(api, nobody)).state).toBe('ABORTED');
   });

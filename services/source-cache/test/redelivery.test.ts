@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { json } from '@dockyard/kit';
+import { untilStreamHolds } from '@dockyard/kit/testing';
 import { makeRepo } from './fixtures.js';
 import { alice, startHarness, worker, type Harness } from './helpers.js';
 import type { PrismaClient } from '../src/generated/prisma/client.js';
@@ -90,10 +91,7 @@ describe('a request processed more than once (redelivered or duplicated work ite
     try {
       expect((await h.settle(id)).state).toBe('complete');
       // Both copies are consumed (the work-queue stream empties), then the events are counted.
-      const stream = h.app.subjects.stream('SOURCE_CACHE_WORK');
-      const jsm = await jetstreamManager(h.app.nats);
-      for (let i = 0; i < 300 && (await jsm.streams.info(stream)).state.messages > 0; i++) await new Promise((r) => setTimeout(r, 100));
-      expect((await jsm.streams.info(stream)).state.messages).toBe(0);
+      await untilStreamHolds(h.app.nats, h.app.subjects.stream('SOURCE_CACHE_WORK'), 0);
       const seen = await eventsFor(id, 2);
       expect(seen.map((e) => e.state)).toEqual(['in_progress', 'complete']);
       expect(new Set(seen.map((e) => e.id)).size).toBe(2);
